@@ -1,0 +1,15 @@
+"""LSTM-DSSM (Palangi et al., 2016): featurizer, peephole LSTM, towers, loss, model I/O."""
+
+from .cell import PeepholeLSTM, PeepholeLSTMCell
+from .config import ModelConfig
+from .encoder import Encoder
+from .featurizer import Vocab, detect_lang, split_words
+from .io import LoadedModel, ModelDirError, fingerprint, load_model, save_model
+from .loss import dssm_loss
+from .tower import LSTMDSSM, Packed, Tower
+
+__all__ = [
+    "Encoder", "LSTMDSSM", "LoadedModel", "ModelConfig", "ModelDirError", "Packed", "PeepholeLSTM",
+    "PeepholeLSTMCell", "Tower", "Vocab", "detect_lang", "dssm_loss", "fingerprint", "load_model",
+    "save_model", "split_words",
+]

@@ -1,0 +1,63 @@
+"""BM25 (bm25s) with the tokenisation of the reference figures: English with English stopwords and the
+Snowball stemmer; Chinese as every character plus every overlapping two-character window."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from .featurizer import normalize
+
+
+def zh_tokens(text: str) -> list[str]:
+    chars = [c for c in normalize(text) if not c.isspace()]
+    return chars + [a + b for a, b in zip(chars, chars[1:], strict=False)]
+
+
+class BM25:
+    """A bm25s ``BM25()`` index (default parameters) over texts, tokenised for ``lang``."""
+
+    def __init__(self, lang: str = "en") -> None:
+        self.lang = lang
+        self.model = bm25s.BM25()
+        self._stemmer = Stemmer.Stemmer("english") if lang == "en" else None
+
+    def _tokenize(self, texts: Sequence[str]):
+        if self.lang == "en":
+            return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False)
+        # Chinese: our own tokens, given to bm25s as lists of strings.
+        return [zh_tokens(t) for t in texts]
+
+    def index(self, texts: Sequence[str]) -> BM25:
+        self.model.index(self._tokenize(texts), show_progress=False)
+        self.num_docs = len(texts)
+        return self
+
+    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) document indices and scores, best first; k is cut to the corpus size."""
+        k = min(k, self.num_docs)
+        if self.lang == "en":
+            # Tokenise queries with the corpus vocabulary so unseen words are simply dropped.
+            tok = bm25s.tokenize(
+                list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+            )
+        else:
+            tok = [zh_tokens(q) for q in queries]
+        # A query left with no known token would make bm25s fail: give it a token that matches nothing.
+        tok = [t if t else ["\x00"] for t in tok]
+        docs, scores = self.model.retrieve(tok, k=k, show_progress=False, n_threads=1)
+        return np.asarray(docs), np.asarray(scores)
+
+    def save(self, path: str | os.PathLike) -> None:
+        self.model.save(str(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, lang: str) -> BM25:
+        b = cls(lang)
+        b.model = bm25s.BM25.load(str(path))
+        b.num_docs = int(b.model.scores["num_docs"])
+        return b

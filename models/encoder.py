@@ -1,0 +1,63 @@
+"""Inference: texts → unit vectors with one tower, in length-sorted batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .featurizer import Vocab
+from .io import LoadedModel, load_model
+from .tower import LSTMDSSM, Packed
+
+
+class Encoder:
+    """Encodes texts with the query or the document tower of a trained model.
+
+    Texts are sorted by length before batching, so a batch holds texts of similar length and the
+    recurrence wastes few steps on padding; results come back in input order.
+    """
+
+    def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "") -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.config = model.cfg
+        self.fingerprint = fingerprint
+        self.path = path
+
+    @classmethod
+    def from_loaded(cls, lm: LoadedModel) -> Encoder:
+        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path))
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> Encoder:
+        return cls.from_loaded(load_model(model_dir))
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    def max_words(self, tower: str) -> int:
+        return self.config.query_max_words if tower == "query" else self.config.doc_max_words
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        tower: str = "query",
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """(N, D) float32 unit vectors. ``progress(n)`` is called after each batch of n texts."""
+        net = self.model.tower(tower)
+        feats = self.vocab.featurize(texts, self.max_words(tower))
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]), reverse=True)
+        out = np.zeros((len(feats), self.dim), dtype=np.float32)
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            out[idx] = net(Packed.from_lists([feats[i] for i in idx])).numpy()
+            if progress is not None:
+                progress(len(idx))
+        return out

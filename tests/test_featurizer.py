@@ -1,0 +1,79 @@
+import pytest
+
+from models.featurizer import Vocab, detect_lang, letter_trigrams, split_words, word_ngrams
+
+
+def test_dssm_letter_trigrams():
+    assert letter_trigrams("good") == ["#go", "goo", "ood", "od#"]
+    assert letter_trigrams("a") == ["#a#"]
+
+
+def test_normalisation_and_splitting():
+    # NFKC maps full-width letters and digits to ASCII; case is folded; punctuation separates.
+    assert split_words("ＧＯＯＤ Morning, World!") == ["good", "morning", "world"]
+    assert split_words("e-mail_address") == ["e", "mail", "address"]
+
+
+def test_chinese_characters_are_words_with_neighbour_bigrams():
+    words = split_words("感冒灵")
+    assert words == ["感", "冒", "灵"]
+    assert word_ngrams(words) == [["感", "#感", "感冒"], ["冒", "感冒", "冒灵"], ["灵", "冒灵", "灵#"]]
+
+
+def test_mixed_chinese_english():
+    words = split_words("吃999感冒灵 ok吗")
+    assert words == ["吃", "999", "感", "冒", "灵", "ok", "吗"]
+    grams = word_ngrams(words)
+    assert grams[1] == ["#99", "999", "99#"]
+    # a CJK character next to a non-CJK word sees a boundary, not the Latin word
+    assert grams[0] == ["吃", "#吃", "吃#"]
+    assert grams[5] == ["#ok", "ok#"]
+
+
+def test_empty_whitespace_and_emoji():
+    assert split_words("") == []
+    assert split_words("  \t\n ") == []
+    assert split_words("?!...") == []
+    assert split_words("I ❤ 🍕") == ["i", "❤", "🍕"]
+    v = Vocab(["#i#"], num_buckets=7)
+    ids = v.encode("I 🍕")
+    assert ids[0] == [0] and len(ids[1]) == 1 and 1 <= ids[1][0] < 8  # unseen → a hash bucket, not dropped
+
+
+def test_unseen_ngrams_hash_deterministically_into_buckets():
+    v = Vocab(["#go", "goo"], num_buckets=10)
+    assert v.id("#go") == 0 and v.id("goo") == 1
+    b = v.id("xyz")
+    assert 2 <= b < 12 and b == Vocab(["#go", "goo"], num_buckets=10).id("xyz")
+    assert len(v) == 12
+
+
+def test_build_is_deterministic_and_ranked_by_frequency():
+    texts = ["good good food", "good mood"]
+    v1 = Vocab.build(texts, size=5, num_buckets=3, min_count=1)
+    v2 = Vocab.build(list(reversed(texts)), size=5, num_buckets=3, min_count=1)
+    assert v1.ngrams == v2.ngrams
+    assert v1.ngrams[0] == "od#"  # in good×3, food, mood: 5 times
+    assert len(v1.ngrams) == 5
+
+
+def test_save_load_round_trip(tmp_path):
+    v = Vocab.build(["感冒灵颗粒", "good morning 🍕"], size=100, num_buckets=11, lang="zh", min_count=1)
+    p = tmp_path / "vocab.json"
+    v.save(p)
+    w = Vocab.load(p)
+    assert w.ngrams == v.ngrams and w.num_buckets == 11 and w.lang == "zh"
+    assert w.encode("感冒 good 🍕") == v.encode("感冒 good 🍕")
+    assert "感冒" in p.read_text(encoding="utf-8")  # human-readable, not escaped
+
+
+def test_load_rejects_foreign_file(tmp_path):
+    p = tmp_path / "v.json"
+    p.write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="not a vocabulary"):
+        Vocab.load(p)
+
+
+def test_detect_lang():
+    assert detect_lang(["小孩发烧吃什么药", "月经量突然很多"]) == "zh"
+    assert detect_lang(["What are the symptoms of glaucoma?"]) == "en"
