@@ -59,8 +59,7 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                yield n, line
+            yield from enumerate(f, 1)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from e
 
