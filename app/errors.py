@@ -1,0 +1,162 @@
+"""Domain errors and the one table that turns them (and framework errors) into JSON HTTP responses.
+
+Every error body has the same shape, ``{"error": {"type", "message"}}``, so clients parse one format;
+anything unforeseen becomes a 500 with that shape too, never an HTML page or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.errors")
+
+
+class ServiceError(Exception):
+    """Base of the errors this service raises on purpose; the message is shown to the client."""
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class NotReadyError(ServiceError):
+    """No model/index pair is loaded (yet, or the last load failed)."""
+
+
+class InputTooLongError(ServiceError):
+    """A query or text longer than ``max_query_chars``."""
+
+
+class TopKOutOfRangeError(ServiceError):
+    """``top_k`` outside 1..``max_top_k``."""
+
+
+class BatchTooLargeError(ServiceError):
+    """More texts in one call than ``max_batch``."""
+
+
+class BodyTooLargeError(ServiceError):
+    """A request body over ``max_body_bytes``."""
+
+
+class InvalidInputError(ServiceError):
+    """Well-formed JSON that the service still cannot use (e.g. token ids instead of text)."""
+
+
+class AdminDisabledError(ServiceError):
+    """Admin routes exist only when an API key is configured."""
+
+
+class AuthMissingError(ServiceError):
+    """No ``Authorization: Bearer`` header."""
+
+
+class AuthInvalidError(ServiceError):
+    """A bearer token that is not the configured key."""
+
+
+class ReloadFailedError(ServiceError):
+    """The new model/index pair did not load or validate; the old pair keeps serving."""
+
+
+class ReloadInProgressError(ServiceError):
+    """Another reload is running; reloads are serialised."""
+
+
+# The table: domain error → (HTTP status, error type). Subclasses not listed fall back to their base.
+ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
+    NotReadyError: (503, "not_ready"),
+    InputTooLongError: (422, "input_too_long"),
+    TopKOutOfRangeError: (422, "top_k_out_of_range"),
+    InvalidInputError: (422, "invalid_input"),
+    BatchTooLargeError: (413, "batch_too_large"),
+    BodyTooLargeError: (413, "body_too_large"),
+    AdminDisabledError: (404, "not_found"),
+    AuthMissingError: (401, "unauthorized"),
+    AuthInvalidError: (403, "forbidden"),
+    ReloadFailedError: (422, "reload_failed"),
+    ReloadInProgressError: (409, "reload_in_progress"),
+}
+
+# Framework errors (404 route, 405 method, 400 unparsable body …) keep their status with a named type.
+HTTP_STATUS_TYPES: dict[int, str] = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
+}
+
+
+def error_body(err_type: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": err_type, "message": message}}
+
+
+def error_response(status: int, err_type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(err_type, message), status_code=status, headers=headers)
+
+
+def status_of(exc: ServiceError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]  # type: ignore[index]
+    return 500, "internal_error"
+
+
+def service_error_response(exc: ServiceError) -> JSONResponse:
+    status, err_type = status_of(exc)
+    return error_response(status, err_type, exc.message, exc.headers)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    # ("body", "top_k") → "top_k"; the "body"/"query" prefix is noise for a client.
+    parts = [str(p) for p in loc if p not in ("body", "query")]
+    return ".".join(parts) or "body"
+
+
+def validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    """One readable line per problem; malformed JSON is a 400, not a schema error."""
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        return 400, "invalid_json", f"request body is not valid JSON: {e.get('ctx', {}).get('error', e.get('msg'))}"
+    msgs = []
+    for e in errors:
+        msg = str(e.get("msg", "invalid value"))
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        msgs.append(f"{_loc(tuple(e.get('loc', ())))}: {msg}")
+    return 422, "validation_error", "; ".join(msgs)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_service_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return service_error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        status, err_type, message = validation_message(exc)
+        return error_response(status, err_type, message)
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        err_type = HTTP_STATUS_TYPES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:
+            # FastAPI's message for a body it could not decode (e.g. bytes that are not UTF-8).
+            err_type, message = "invalid_body", "request body could not be decoded (JSON in UTF-8 expected)"
+        return error_response(exc.status_code, err_type, message, getattr(exc, "headers", None))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error (see the server log)")
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

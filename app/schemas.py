@@ -1,0 +1,166 @@
+"""Pydantic models for every request and response body (they also make the OpenAPI docs at /docs).
+
+Request models are strict (no "10" for 10, no 1 for "1") and forbid unknown fields, so a typo in a
+client surfaces as a 422 naming the field instead of being silently ignored. Limits that come from
+the settings (length, top_k maximum, batch size) are checked in ``app.limits``, not here, because a
+model class cannot see the settings of the app that validates it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Mode = Literal["dense", "hybrid"]
+Tower = Literal["query", "document"]
+FilterValue = str | int | float | bool
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty or whitespace only")
+    return v
+
+
+# ---- /search -------------------------------------------------------------------------------------
+
+
+class SearchRequest(_Request):
+    query: str = Field(description="Free text; searched with the query tower.", examples=["what causes glaucoma"])
+    top_k: int = Field(10, ge=1, description="Number of results (1..max_top_k, default limit 100).")
+    min_score: float | None = Field(None, description="Drop results whose cosine (dense_score) is below this.")
+    mode: Mode = Field("dense", description="dense: cosine ranking; hybrid: dense fused with BM25.")
+    filter: dict[str, FilterValue] | None = Field(
+        None, description="Keep only documents whose metadata fields equal these values.",
+        examples=[{"aspect": "treatment"}],
+    )
+
+    _check_query = field_validator("query")(_not_blank)
+
+
+class SearchResult(BaseModel):
+    id: str
+    score: float = Field(description="What ranks: the cosine (dense) or the fused score (hybrid).")
+    dense_score: float | None = Field(description="Always the cosine between query and document.")
+    title: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[SearchResult]
+    took_ms: float
+    model: str
+    index: str
+
+
+# ---- /embed --------------------------------------------------------------------------------------
+
+
+class EmbedRequest(_Request):
+    input: str | list[str] = Field(description="One text or a list of texts.")
+    tower: Tower = Field("query", description="query: for queries; document: what the index holds.")
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, str):
+            return _not_blank(v)
+        if not v:
+            raise ValueError("must not be an empty list")
+        for i, t in enumerate(v):
+            if not t.strip():
+                raise ValueError(f"item {i} must not be empty or whitespace only")
+        return v
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 of little-endian float32 (OpenAI).")
+
+
+class EmbedResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    dim: int
+    tower: Tower
+
+
+# ---- /v1/embeddings (OpenAI-compatible) ----------------------------------------------------------
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    # Not strict: OpenAI clients send exactly these fields; token-id input is accepted by the schema
+    # only so that the service can answer it with a clear message instead of a union error.
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = Field(None, description="Accepted and ignored; the response names the served model.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, description="If given, must equal the model's dimension.")
+    user: str | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+# ---- operations ----------------------------------------------------------------------------------
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    reason: str | None = None
+    model: str | None = None
+    index: str | None = None
+
+
+class InfoResponse(BaseModel):
+    ready: bool
+    reason: str | None
+    model: dict[str, Any] | None
+    index: dict[str, Any] | None
+    service: dict[str, Any]
+    versions: dict[str, str]
+
+
+class ReloadRequest(_Request):
+    model_dir: str | None = Field(None, description="Model folder to load; default: the one being served.")
+    index_dir: str | None = Field(None, description="Index folder to load; default: the one being served.")
+
+
+class ReloadResponse(BaseModel):
+    status: Literal["reloaded"] = "reloaded"
+    model: str
+    index: str
+    took_ms: float
+    previous: dict[str, str | None]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

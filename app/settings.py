@@ -1,0 +1,58 @@
+"""The service's configuration: one typed object read from ``DSSM_*`` environment variables.
+
+The app factory takes a ``Settings`` instance, so tests and ``scripts/serve.py`` build one explicitly
+and nothing reads the environment behind the factory's back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DSSM_", extra="ignore", protected_namespaces=())
+
+    # What to serve. Missing folders do not stop the process: /health answers, /ready says why not.
+    model_dir: Path = Path("artifacts/model")
+    index_dir: Path = Path("artifacts/index")
+    verify_hashes: bool = False  # re-hash the index files on load (slower start, catches bit rot)
+    api_key: SecretStr | None = None  # enables POST /admin/reload; unset → the route answers 404
+
+    # Input limits: every one is a client error (4xx) when exceeded.
+    max_query_chars: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_batch: int = Field(256, ge=1)  # texts per /embed or /v1/embeddings call
+    max_top_k: int = Field(100, ge=1)
+
+    # CPU: the model and the index run in a small pool of threads, never on the event loop.
+    torch_threads: int | None = Field(None, ge=1)  # None: leave torch's default (all cores)
+    faiss_threads: int | None = Field(None, ge=1)
+    compute_workers: int = Field(1, ge=1)  # threads that run encode+search; 1 avoids oversubscribing cores
+
+    # Micro-batching of concurrent /search calls: queries arriving while a batch runs (or within
+    # batch_wait_ms of the first) are encoded and searched together.
+    micro_batching: bool = True
+    batch_wait_ms: float = Field(0.0, ge=0.0, le=100.0)
+    max_batch_queries: int = Field(64, ge=1)
+
+    # HTTP surface.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        # DSSM_CORS_ORIGINS="https://a.example, https://b.example" — a comma list reads better in an env
+        # file than JSON; a JSON list still works.
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [o.strip() for o in v.split(",") if o.strip()]
+        return v
