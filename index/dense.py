@@ -1,0 +1,303 @@
+"""The dense side: a FAISS index over the L2-normalised document vectors (inner product = cosine).
+
+FAISS int64 ids are the documents' rows (0..N-1, corpus order), the same rows as the document store.
+The exact vectors are kept too (``vectors.npy``, memory-mapped): every returned score is recomputed
+from them, so ``dense_score`` is the true cosine whatever the index type (PQ codes only approximate
+it), and a filter that keeps few documents is answered by an exact scan of those documents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .errors import IndexBuildError, IndexLoadError
+
+FAISS_FILE = "dense.faiss"
+VECTORS_FILE = "vectors.npy"
+
+HNSW_DEFAULTS = {"M": 32, "efConstruction": 100, "efSearch": 64}
+IVF_NPROBE = 16
+# A filter keeping at most this many documents is answered by an exact scan of their vectors:
+# (Q, D) @ (D, M) costs about as much as one approximate search, and is never short of hits.
+EXACT_SCAN_MAX = 20_000
+
+
+@dataclass
+class DenseSpec:
+    """What to build: ``type`` as asked (flat / hnsw / ivf / factory), the FAISS factory string, build
+    parameters and the search-time parameters (efSearch, nprobe) recorded in the manifest."""
+
+    type: str
+    factory: str
+    build: dict[str, Any] = field(default_factory=dict)
+    search: dict[str, Any] = field(default_factory=dict)
+
+
+def faiss_message(e: BaseException) -> str:
+    """The useful end of a FAISS C++ error ("Error in … at file:line: Error: 'cond' failed: reason")."""
+    line = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return line.split(" failed: ")[-1] if " failed: " in line else line.split(": ")[-1]
+
+
+def _int(params: dict[str, Any], key: str, default: int) -> int:
+    v = params.pop(key, default)
+    try:
+        v = int(v)
+    except (TypeError, ValueError) as e:
+        raise IndexBuildError(f"index parameter {key}={v!r} is not an integer") from e
+    if v < 1:
+        raise IndexBuildError(f"index parameter {key}={v} must be at least 1")
+    return v
+
+
+def default_nlist(n: int) -> int:
+    """~2·√N inverted lists, but at least 39 training vectors per list (FAISS's k-means minimum)."""
+    return max(1, min(round(2 * math.sqrt(n)), n // 39))
+
+
+def resolve_spec(index_type: str, n: int, params: dict[str, Any] | None = None) -> DenseSpec:
+    """Turn ``flat`` / ``hnsw`` / ``ivf`` / a FAISS factory string (+ optional parameters) into a spec."""
+    p = dict(params or {})
+    t = index_type.strip()
+    low = t.lower()
+    if low == "flat":
+        spec = DenseSpec("flat", "Flat")
+    elif low == "hnsw":
+        m = _int(p, "M", HNSW_DEFAULTS["M"])
+        spec = DenseSpec(
+            "hnsw", f"HNSW{m},Flat",
+            build={"M": m, "efConstruction": _int(p, "efConstruction", HNSW_DEFAULTS["efConstruction"])},
+            search={"efSearch": _int(p, "efSearch", HNSW_DEFAULTS["efSearch"])},
+        )
+    elif low == "ivf":
+        nlist = _int(p, "nlist", default_nlist(n))
+        spec = DenseSpec(
+            "ivf", f"IVF{nlist},Flat",
+            # k-means on 64 vectors a list is plenty for the centroids and keeps 1M-vector builds short.
+            build={"nlist": nlist, "train_size": _int(p, "train_size", min(n, 64 * nlist))},
+            search={"nprobe": min(nlist, _int(p, "nprobe", IVF_NPROBE))},
+        )
+    elif t:
+        spec = DenseSpec("factory", t)
+        for key in ("efSearch", "nprobe"):
+            if key in p:
+                spec.search[key] = _int(p, key, 1)
+        if "efConstruction" in p:
+            spec.build["efConstruction"] = _int(p, "efConstruction", 1)
+    else:
+        raise IndexBuildError("empty --index-type (use flat, hnsw, ivf or a FAISS factory string)")
+    if p:
+        raise IndexBuildError(f"unknown parameter(s) {', '.join(sorted(p))} for index type {t!r}")
+    return spec
+
+
+def _kind(index: faiss.Index) -> str:
+    """Which per-call search parameters an index takes: hnsw, ivf, flat, or other (none)."""
+    if isinstance(index, faiss.IndexPreTransform):
+        # Search parameters pass through a pre-transform (PCA, OPQ) to the index inside.
+        return _kind(faiss.downcast_index(index.index))
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVF):
+        return "ivf"
+    if isinstance(index, faiss.IndexFlat):
+        return "flat"
+    return "other"
+
+
+def make_empty(spec: DenseSpec, dim: int) -> faiss.Index:
+    """An empty index of ``spec`` (also the check of a factory string, before any encoding)."""
+    try:
+        return faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise IndexBuildError(f"index type {spec.factory!r}: FAISS cannot make it ({faiss_message(e)})") from e
+
+
+def build_faiss(vectors: np.ndarray, spec: DenseSpec, seed: int = 0) -> faiss.Index:
+    """Build and fill the index for ``vectors`` (N, D) float32 unit rows; row i gets id i."""
+    n, d = vectors.shape
+    index = make_empty(spec, d)
+    if "efConstruction" in spec.build:
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efConstruction = spec.build["efConstruction"]
+    if not index.is_trained:
+        train = vectors
+        size = spec.build.get("train_size", n)
+        if size < n:
+            # A fixed-seed sample: the same corpus and settings give the same index.
+            rows = np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+            train = vectors[rows]
+        try:
+            index.train(np.ascontiguousarray(train))
+        except RuntimeError as e:
+            raise IndexBuildError(
+                f"index type {spec.factory!r} cannot be trained on {n} documents ({faiss_message(e)}); use --index-type flat"
+            ) from e
+    if n:
+        index.add(np.ascontiguousarray(vectors))
+    return index
+
+
+@dataclass
+class Allowed:
+    """The rows a filter keeps, as a sorted array and as a FAISS selector over a bitmap (kept alive here,
+    since the selector only points at it)."""
+
+    rows: np.ndarray  # (M,) int64, sorted
+    bitmap: np.ndarray  # (ceil(N/8),) uint8, bit r set for an allowed row
+    selector: Any
+
+    @classmethod
+    def of(cls, rows: np.ndarray, n: int) -> Allowed:
+        mask = np.zeros(n, dtype=bool)
+        mask[rows] = True
+        bitmap = np.packbits(mask, bitorder="little")  # FAISS reads bit (r & 7) of byte r >> 3
+        return cls(rows, bitmap, faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)))
+
+
+def normalise(q: np.ndarray, dim: int) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise ValueError(f"query vectors have shape {tuple(q.shape)}; this index needs (Q, {dim})")
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    return np.ascontiguousarray(q / np.maximum(norms, 1e-12))
+
+
+def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best k of (rows, scores), by score then row (deterministic under ties)."""
+    if rows.size > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        rows, scores = rows[keep], scores[keep]
+    order = np.lexsort((rows, -scores))
+    return rows[order], scores[order]
+
+
+class DenseIndex:
+    """Search over a loaded FAISS index and its memory-mapped exact vectors."""
+
+    def __init__(self, index: faiss.Index, vectors: np.ndarray, search_params: dict[str, Any]) -> None:
+        self.index = index
+        self.vectors = vectors  # (N, D) float32, memory-mapped
+        self.n, self.dim = vectors.shape
+        self.kind = _kind(index)
+        self.search_params = dict(search_params)
+        if self.kind == "other" and search_params:
+            # No per-call parameters for this type: set them once (loading is single-threaded).
+            ps = faiss.ParameterSpace()
+            for k, v in search_params.items():
+                ps.set_index_parameter(index, k, v)
+
+    @classmethod
+    def load(cls, directory: Path, dim: int, count: int, search_params: dict[str, Any]) -> DenseIndex:
+        vp, fp = directory / VECTORS_FILE, directory / FAISS_FILE
+        try:
+            vectors = np.load(vp, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise IndexLoadError(f"{vp}: cannot read vectors ({e})") from e
+        if vectors.dtype != np.float32 or vectors.shape != (count, dim):
+            raise IndexLoadError(
+                f"{vp}: holds {vectors.dtype} {vectors.shape}, manifest says float32 ({count}, {dim})"
+            )
+        try:
+            index = faiss.read_index(str(fp))
+        except RuntimeError as e:
+            raise IndexLoadError(f"{fp}: cannot read the FAISS index ({faiss_message(e)}); rebuild the index") from e
+        if index.d != dim or index.ntotal != count:
+            raise IndexLoadError(f"{fp}: {index.ntotal} vectors of dimension {index.d}, manifest says {count} of {dim}")
+        return cls(index, vectors, search_params)
+
+    def _params(self, k: int, scale: float, selector: Any) -> Any:
+        """Per-call FAISS parameters (thread-safe, unlike setting them on the index): efSearch at least
+        k, and both efSearch and nprobe widened by ``scale`` when a filter or a short result asks."""
+        if self.kind == "hnsw":
+            p = faiss.SearchParametersHNSW()
+            p.efSearch = int(min(max(self.search_params.get("efSearch", 64), k) * scale, max(self.n, 1)))
+        elif self.kind == "ivf":
+            p = faiss.SearchParametersIVF()
+            nlist = faiss.extract_index_ivf(self.index).nlist
+            p.nprobe = int(min(math.ceil(self.search_params.get("nprobe", 1) * scale), nlist))
+        elif self.kind == "flat":
+            p = faiss.SearchParameters()
+        else:
+            return None
+        if selector is not None:
+            p.sel = selector
+        return p
+
+    def _saturated(self, scale: float) -> bool:
+        """True when widening further cannot find more (ef ≥ N, or every list probed)."""
+        if self.kind == "hnsw":
+            return max(self.search_params.get("efSearch", 64), 1) * scale >= self.n
+        if self.kind == "ivf":
+            return self.search_params.get("nprobe", 1) * scale >= faiss.extract_index_ivf(self.index).nlist
+        return True
+
+    def cosines(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact cosines (len(rows),) of one unit query vector (D,) with the given rows' vectors."""
+        if rows.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.asarray(self.vectors[rows] @ q, dtype=np.float32)
+
+    def exact(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Brute force over ``rows`` (all rows when None). Blocks of 256 queries × 16k documents keep the
+        (256, 16k) score matrix at 16 MB; each document block is read once per query block."""
+        cand = np.arange(self.n, dtype=np.int64) if rows is None else rows
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        chunk = 1 << 14
+        for qs in range(0, len(q), 256):
+            qb = q[qs : qs + 256]
+            best = [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in qb]
+            for s in range(0, cand.size, chunk):
+                r = cand[s : s + chunk]
+                block = np.asarray(self.vectors[s : s + chunk] if rows is None else self.vectors[r])  # (c, D)
+                scores = qb @ block.T  # (b, c)
+                for i, (br, bs) in enumerate(best):
+                    sc = scores[i]
+                    if sc.size > k:
+                        keep = np.argpartition(-sc, k - 1)[:k]
+                        rr, sc = r[keep], sc[keep]
+                    else:
+                        rr = r
+                    best[i] = _top(np.concatenate([br, rr]), np.concatenate([bs, sc]), k)
+            out.extend(best)
+        return out
+
+    def search(self, vectors: np.ndarray, k: int, allowed: Allowed | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: (rows, exact cosines), best first, min(k, #allowed) of them."""
+        q = normalise(vectors, self.dim)
+        m = self.n if allowed is None else allowed.rows.size
+        kk = min(k, m)
+        if kk <= 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
+        if allowed is not None and self.kind not in ("flat",) and (m <= EXACT_SCAN_MAX or self.kind == "other"):
+            return self.exact(q, kk, allowed.rows)
+        # With a filter, start as wide as the filter is narrow: about k·N/M candidates hold k allowed ones.
+        scale = 1.0 if allowed is None else min(self.n / m, 64.0)
+        sel = None if allowed is None else allowed.selector
+        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
+        todo = np.arange(len(q))
+        while todo.size:
+            _, ids = self.index.search(q[todo], kk, params=self._params(kk, scale, sel))
+            short = []
+            for qi, row in zip(todo, ids, strict=True):
+                row = row[row >= 0]
+                if row.size < kk and not self._saturated(scale):
+                    short.append(qi)
+                    continue
+                results[qi] = _top(row, self.cosines(q[qi], row), kk)
+            todo = np.asarray(short, dtype=np.int64)
+            scale *= 4
+        for qi, res in enumerate(results):
+            if res is not None and res[0].size < kk:
+                # Even the widest approximate search came back short (HNSW under a narrow filter): scan.
+                results[qi] = self.exact(q[qi : qi + 1], kk, None if allowed is None else allowed.rows)[0]
+        return results  # type: ignore[return-value]

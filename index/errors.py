@@ -1,0 +1,15 @@
+"""Errors of the index package; each message names the file or setting at fault."""
+
+from __future__ import annotations
+
+
+class IndexBuildError(ValueError):
+    """An index cannot be built from these inputs (bad index type, too few documents to train …)."""
+
+
+class IndexLoadError(Exception):
+    """An index directory that is missing, incomplete, truncated or corrupted; the message names the file."""
+
+
+class IndexMismatchError(IndexLoadError):
+    """An index built by another model (other fingerprint or other dimension) than the one given."""

@@ -1,0 +1,270 @@
+"""A built index, loaded for search: dense (FAISS), BM25 and hybrid search, documents by id.
+
+Safe to share between threads: FAISS searches take per-call parameters, BM25 arrays are read-only,
+and the document store opens one read-only SQLite connection per thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from models.bm25 import BM25
+from models.encoder import Encoder
+
+from .dense import FAISS_FILE, VECTORS_FILE, Allowed, DenseIndex, normalise
+from .errors import IndexLoadError, IndexMismatchError
+from .fusion import DEPTH, Candidates, check_fusion, fuse
+from .manifest import MANIFEST_FILE, check_files, read_manifest
+from .store import STORE_FILE, DocStore, canonical_value
+
+BM25_DIR = "bm25"
+_FILTER_CACHE = 64  # filters kept as row sets; a service sees few distinct ones
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    dense_score: float | None
+    title: str
+    text: str
+    metadata: dict[str, Any]
+
+
+Ranked = tuple[np.ndarray, np.ndarray]  # (rows (n,) int64, scores (n,) float32), best first
+
+
+def _load_bm25(path: Path, lang: str, count: int) -> BM25:
+    b = BM25(lang)
+    try:
+        # Memory-mapped: the service does not hold the score matrix in RAM. (BM25.load has no mmap
+        # switch, so its two attributes are set here the way it sets them.)
+        b.model = bm25s.BM25.load(str(path), mmap=True)
+        b.num_docs = int(b.model.scores["num_docs"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise IndexLoadError(f"{path}: cannot read the BM25 index ({e})") from e
+    if b.num_docs != count:
+        raise IndexLoadError(f"{path}: BM25 index holds {b.num_docs} documents, manifest says {count}")
+    return b
+
+
+class SearchIndex:
+    """Load with :meth:`load`; then :meth:`search`, :meth:`search_bm25`, :meth:`search_hybrid`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], store: DocStore, dense: DenseIndex, bm25: BM25 | None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.size: int = manifest["documents"]
+        self.dim: int = manifest["dim"]
+        self.index_type: str = manifest["index"]["type"]
+        self.lang: str = manifest["model"]["lang"]
+        self.model_fingerprint: str = manifest["model"]["fingerprint"]
+        self._store = store
+        self._dense = dense
+        self._bm25 = bm25
+        self._filters: OrderedDict[tuple[tuple[str, str], ...], Allowed] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def fusion(self) -> dict[str, Any]:
+        """The hybrid settings chosen on dev at build time (a copy), e.g. {"method": "rrf", "k": 10, ...}."""
+        return dict(self.manifest["fusion"])
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, encoder: Encoder | None = None, verify_hashes: bool = False) -> SearchIndex:
+        """Open an index directory. With ``encoder``, refuse an index built by another model or of another
+        dimension (:class:`IndexMismatchError`). File sizes are always checked against the manifest,
+        sha256 hashes only with ``verify_hashes`` (reads every byte)."""
+        d = Path(index_dir)
+        m = read_manifest(d)
+        mp = d / MANIFEST_FILE
+        try:
+            dim, count = int(m["dim"]), int(m["documents"])
+            fp, lang = m["model"]["fingerprint"], m["model"]["lang"]
+            if not isinstance(m["index"]["type"], str):
+                raise ValueError("index.type")
+            search_params = dict(m["index"].get("search", {}))
+            bm25_info = m.get("bm25")
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexLoadError(f"{mp}: missing or bad field {e}") from e
+        if encoder is not None:
+            if encoder.dim != dim:
+                raise IndexMismatchError(
+                    f"{d}: the index holds {dim}-dimensional vectors but model {encoder.path or '(in memory)'} "
+                    f"makes {encoder.dim}-dimensional ones; rebuild the index with this model"
+                )
+            if encoder.fingerprint != fp:
+                raise IndexMismatchError(
+                    f"{d}: the index was built with model {m['model'].get('path', '?')} (fingerprint {fp[:12]}), "
+                    f"not with {encoder.path or '(in memory)'} (fingerprint {encoder.fingerprint[:12] or 'none'}); "
+                    "load the model it was built with, or rebuild the index"
+                )
+        why = check_fusion(m.get("fusion"))
+        if why:
+            raise IndexLoadError(f"{mp}: fusion: {why}")
+        check_files(d, m, (STORE_FILE, FAISS_FILE, VECTORS_FILE), verify_hashes)
+        store = DocStore(d / STORE_FILE)
+        try:
+            if store.count != count:
+                raise IndexLoadError(f"{d / STORE_FILE}: holds {store.count} documents, manifest says {count}")
+            dense = DenseIndex.load(d, dim, count, search_params)
+            bm25 = _load_bm25(d / bm25_info["dir"], lang, count) if bm25_info else None
+        except BaseException:
+            store.close()
+            raise
+        return cls(d, m, store, dense, bm25)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+
+    def _allowed(self, filter: dict[str, Any] | None) -> Allowed | None:
+        """The rows a metadata filter keeps (cached), or None for no filter."""
+        if not filter:
+            return None
+        if not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter):
+            raise ValueError(f"filter must map metadata field names to values, got {filter!r}")
+        for k, v in filter.items():
+            if not isinstance(v, str | int | float | bool) and v is not None:
+                raise ValueError(f"filter value for {k!r} must be a string, number, boolean or null, got {v!r}")
+        key = tuple(sorted((k, canonical_value(v)) for k, v in filter.items()))
+        with self._lock:
+            hit = self._filters.get(key)
+            if hit is not None:
+                self._filters.move_to_end(key)
+                return hit
+        allowed = Allowed.of(self._store.matching_rows(filter), self.size)
+        with self._lock:
+            self._filters[key] = allowed
+            while len(self._filters) > _FILTER_CACHE:
+                self._filters.popitem(last=False)
+        return allowed
+
+    def _hits(self, ranked: list[list[tuple[int, float, float | None]]]) -> list[list[Hit]]:
+        """(row, score, dense score) lists → Hit lists, with one store read for all of them."""
+        docs = self._store.get(r for lst in ranked for r, _, _ in lst)
+        out = []
+        for lst in ranked:
+            hits = []
+            for r, s, ds in lst:
+                did, title, text, meta = docs[r]
+                hits.append(Hit(did, float(s), None if ds is None else float(ds), title, text, meta))
+            out.append(hits)
+        return out
+
+    @staticmethod
+    def _check_k(k: int) -> None:
+        if not isinstance(k, int | np.integer) or k < 0:
+            raise ValueError(f"k must be a non-negative integer, got {k!r}")
+
+    def _bm25_ranked(self, queries: list[str], k: int, allowed: Allowed | None) -> list[Ranked]:
+        """Per query: rows with BM25 > 0 and their scores, best first, at most k, inside the filter."""
+        if self._bm25 is None:
+            raise IndexLoadError(f"{self.path}: this index has no BM25 side; rebuild it")
+        n = self.size
+        m = n if allowed is None else allowed.rows.size
+        kk = min(k, m)
+        out: list[Ranked | None] = [None] * len(queries)
+        if kk == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in queries]
+        # Under a filter, ask for about k·N/M so that k of them pass; deepen ×4 while short, until the
+        # list reaches documents BM25 scores 0 (none further can match) or the whole corpus.
+        depth = kk if allowed is None else min(n, max(4 * kk, math.ceil(2 * kk * n / m)))
+        todo = list(range(len(queries)))
+        while todo:
+            idx, sc = self._bm25.search([queries[i] for i in todo], depth)
+            short = []
+            for qi, rows, scores in zip(todo, idx, sc, strict=True):
+                rows = rows.astype(np.int64)
+                keep = scores > 0
+                exhausted = depth >= n or not keep.all()
+                if allowed is not None:
+                    keep &= ((allowed.bitmap[rows >> 3] >> (rows & 7)) & 1).astype(bool)
+                if keep.sum() < kk and not exhausted:
+                    short.append(qi)
+                    continue
+                out[qi] = (rows[keep][:kk], scores[keep][:kk].astype(np.float32))
+            todo = short
+            depth = min(n, depth * 4)
+        return out  # type: ignore[return-value]
+
+    # ---- public API ------------------------------------------------------------------------------
+
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+        """Dense search. ``vectors`` (Q, D) float32 query vectors (normalised here too); per query up to
+        ``k`` hits, score = dense_score = exact cosine. ``filter``: metadata ``field == value`` for every
+        item; still ``k`` hits whenever at least ``k`` documents match."""
+        self._check_k(k)
+        ranked = self._dense.search(vectors, k, self._allowed(filter))
+        return self._hits([[(int(r), float(s), float(s)) for r, s in zip(*rs, strict=True)] for rs in ranked])
+
+    def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+        """BM25 search (bm25s, tokenised for the model's language): score = BM25, dense_score None.
+        Documents sharing no term with the query are not returned, so a list can be shorter than k."""
+        self._check_k(k)
+        ranked = self._bm25_ranked(list(queries), k, self._allowed(filter))
+        return self._hits([[(int(r), float(s), None) for r, s in zip(*rs, strict=True)] for rs in ranked])
+
+    def hybrid_candidates(
+        self, queries: list[str], vectors: np.ndarray, depth: int, filter: dict[str, Any] | None = None
+    ) -> list[Candidates]:
+        """Top ``depth`` of each side per query, with the exact cosine of every candidate."""
+        queries = list(queries)
+        q = normalise(vectors, self.dim)
+        if len(queries) != len(q):
+            raise ValueError(f"{len(queries)} query texts but {len(q)} query vectors")
+        allowed = self._allowed(filter)
+        dense = self._dense.search(q, depth, allowed)
+        lexical = self._bm25_ranked(queries, depth, allowed)
+        out = []
+        for qi, ((drows, dsc), (lrows, lsc)) in enumerate(zip(dense, lexical, strict=True)):
+            cos = dict(zip(drows.tolist(), dsc.tolist(), strict=True))
+            missing = np.array([r for r in lrows.tolist() if r not in cos], dtype=np.int64)
+            cos.update(zip(missing.tolist(), self._dense.cosines(q[qi], missing).tolist(), strict=True))
+            out.append(Candidates(drows.tolist(), lrows.tolist(), dict(zip(lrows.tolist(), lsc.tolist(), strict=True)), cos))
+        return out
+
+    def search_hybrid(
+        self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """Fusion of dense and BM25 (settings: :attr:`fusion`, chosen on dev at build time).
+        score = fused score, dense_score = exact cosine (also for documents only BM25 found)."""
+        self._check_k(k)
+        settings = self.fusion
+        depth = max(k, int(settings.get("depth", DEPTH)))
+        cands = self.hybrid_candidates(queries, vectors, depth, filter)
+        ranked = [[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands]
+        return self._hits(ranked)
+
+    def documents(self, ids: list[str]) -> list[Hit | None]:
+        """The stored documents for ``ids`` (None for an unknown id); score 0.0, dense_score None."""
+        rows = self._store.rows_of(ids)
+        docs = self._store.get(rows.values())
+        out: list[Hit | None] = []
+        for i in ids:
+            r = rows.get(i)
+            if r is None:
+                out.append(None)
+                continue
+            did, title, text, meta = docs[r]
+            out.append(Hit(did, 0.0, None, title, text, meta))
+        return out
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> SearchIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SearchIndex({str(self.path)!r}, {self.size} documents, {self.index_type}, dim {self.dim})"
