@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the demo dataset (a BEIR folder) from the Python standard library's own documentation.
 
-    python scripts/make_demo_data.py --out DIR [--force] [--seed S]
+    python scripts/make_demo_data.py --out DIR [--force] [--from-pairs FILE]
 
 Every machine with Python has this corpus, so the demo needs neither ../shared nor a download:
 
@@ -295,33 +295,55 @@ def docstring_entries() -> list[Entry]:
     return out
 
 
-def build(out: Path) -> dict[str, int]:
-    """Write the BEIR folder to ``out`` atomically; returns counts for the summary line."""
+Rows = tuple[list[dict[str, str]], list[dict[str, str]], dict[str, list[tuple[str, str, int]]]]
+
+
+def stdlib_rows() -> Rows:
+    """(corpus rows, query rows, qrels by split) of the stdlib documentation."""
     entries = topic_entries() + docstring_entries()
     ids = [e.doc_id for e in entries]
     if len(set(ids)) != len(ids):  # a bug here would make load_beir reject the folder; fail early
         raise RuntimeError("duplicate document ids in the demo corpus")
+    docs = [{"_id": e.doc_id, "title": e.title, "text": e.text, "kind": e.kind} for e in entries]
+    queries: list[dict[str, str]] = []
+    qrels: dict[str, list[tuple[str, str, int]]] = {s: [] for s, _ in SPLITS}
+    for e in entries:
+        if e.query is not None:
+            qid = f"q:{e.doc_id}"
+            queries.append({"_id": qid, "text": e.query})
+            qrels[split_of(e.doc_id)].append((qid, e.doc_id, 1))
+    return docs, queries, qrels
+
+
+def pairs_rows(path: Path) -> Rows:
+    """A user's pairs file as BEIR rows, split exactly as ``train.py`` splits it (models.data.load_pairs),
+    so that ``make demo DATA=pairs.tsv`` can index a corpus and train on the same folder."""
+    from models.data import load_pairs
+
+    data = load_pairs(path)
+    c = data.corpus
+    docs = [{"_id": c.ids[i], "title": c.titles[i], "text": c.texts[i]} for i in range(len(c))]
+    queries = [{"_id": q, "text": t} for q, t in data.queries.items()]
+    qrels = {s: [(q, d, g) for q, rel in qr.items() for d, g in rel.items()] for s, qr in data.qrels.items()}
+    return docs, queries, qrels
+
+
+def write_beir(out: Path, rows: Rows, note: str) -> None:
+    """Write a BEIR folder to ``out`` atomically: built beside it, then renamed into place."""
+    docs, queries, qrels = rows
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "qrels").mkdir()
-        qrels: dict[str, list[tuple[str, str]]] = {s: [] for s, _ in SPLITS}
-        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as fc, \
-                open(tmp / "queries.jsonl", "w", encoding="utf-8") as fq:
-            for e in entries:
-                fc.write(json.dumps({"_id": e.doc_id, "title": e.title, "text": e.text, "kind": e.kind},
-                                    ensure_ascii=False) + "\n")
-                if e.query is not None:
-                    qid = f"q:{e.doc_id}"
-                    fq.write(json.dumps({"_id": qid, "text": e.query}, ensure_ascii=False) + "\n")
-                    qrels[split_of(e.doc_id)].append((qid, e.doc_id))
-        for s, rows in qrels.items():
-            with open(tmp / "qrels" / f"{s}.tsv", "w", encoding="utf-8") as f:
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in queries)
+        for split, pairs in qrels.items():
+            with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:
                 f.write("query-id\tcorpus-id\tscore\n")
-                f.writelines(f"{q}\t{d}\t1\n" for q, d in rows)
-        with open(tmp / "README.txt", "w", encoding="utf-8") as f:
-            f.write(f"Demo dataset built by scripts/make_demo_data.py from the documentation of Python "
-                    f"{sys.version.split()[0]}'s standard library (pydoc topics and docstrings).\n")
+                f.writelines(f"{q}\t{d}\t{g}\n" for q, d, g in pairs)
+        (tmp / "README.txt").write_text(note + "\n", encoding="utf-8")
         tmp.chmod(0o755)  # mkdtemp makes it 0700; the dataset is read by other users (a container's)
         if out.exists():
             shutil.rmtree(out)
@@ -329,15 +351,15 @@ def build(out: Path) -> dict[str, int]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    counts = {"documents": len(entries)}
-    counts.update({s: len(r) for s, r in qrels.items()})
-    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="BEIR folder to write (replaced atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset folder")
+    p.add_argument("--from-pairs", metavar="FILE",
+                   help="instead of the stdlib docs, convert this pairs file (TSV query<TAB>document or JSONL "
+                        "{query, document}) into a BEIR folder, with train.py's dev split")
     a = p.parse_args(argv)
     out = Path(a.out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
@@ -347,9 +369,20 @@ def main(argv: list[str] | None = None) -> int:
         if not a.force:
             print(f"{out} already exists; keeping it (--force rebuilds it)")
             return 0
-    counts = build(out)
-    print(f"wrote {out}: {counts['documents']} documents, queries train/dev/test "
-          f"{counts['train']}/{counts['dev']}/{counts['test']}")
+    if a.from_pairs:
+        src = Path(a.from_pairs)
+        if not src.is_file():
+            raise UsageError(f"--from-pairs {src}: no such file")
+        rows = pairs_rows(src)
+        note = f"BEIR folder made by scripts/make_demo_data.py from the pairs file {src.name}."
+    else:
+        rows = stdlib_rows()
+        note = (f"Demo dataset made by scripts/make_demo_data.py from the documentation of Python "
+                f"{sys.version.split()[0]}'s standard library (pydoc topics and docstrings).")
+    write_beir(out, rows, note)
+    docs, _, qrels = rows
+    counts = "/".join(str(len(qrels.get(s, []))) for s, _ in SPLITS)
+    print(f"wrote {out}: {len(docs)} documents, queries train/dev/test {counts}")
     return 0
 
 

@@ -99,3 +99,27 @@ def test_existing_folder_is_kept_and_bad_out_is_a_clear_error(demo_dirs: tuple[P
     assert r.returncode == 2
     assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert (not_data / "mine.txt").read_text() == "keep me"
+
+
+def test_from_pairs_matches_train_split(tmp_path: Path) -> None:
+    """``make demo DATA=pairs.tsv`` converts the file to a BEIR folder; the split must be train.py's."""
+    from models.data import load_pairs
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("query\tdocument\n" + "".join(f"how to fix part {i}\tPart {i} is fixed with tool {i % 7}.\n"
+                                                    for i in range(200)), encoding="utf-8")
+    out = tmp_path / "beir"
+    r = run_script("--out", str(out), "--from-pairs", str(pairs))
+    assert r.returncode == 0, r.stderr
+    got, want = load_beir(out), load_pairs(pairs)
+    assert got.corpus.ids == want.corpus.ids and got.corpus.texts == want.corpus.texts
+    assert got.queries == want.queries
+    assert set(got.qrels) >= {"train", "dev"}
+    for s in ("train", "dev"):
+        assert got.split(s) == want.split(s)
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("only one column\n", encoding="utf-8")
+    r = run_script("--out", str(tmp_path / "x"), "--from-pairs", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
