@@ -113,8 +113,10 @@ def service_error_response(exc: ServiceError) -> JSONResponse:
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    # ("body", "top_k") → "top_k"; the "body"/"query" prefix is noise for a client.
-    parts = [str(p) for p in loc if p not in ("body", "query")]
+    # ("body", "top_k") → "top_k": the location prefix (body, query string) is noise for a client.
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     return ".".join(parts) or "body"
 
 

@@ -1,0 +1,175 @@
+"""The served model/index pair, and the holder that swaps it atomically on reload.
+
+Requests take a *lease* on the pair that is current when they start and keep it until they finish; a
+reload loads and checks the new pair aside (in a thread, while the old one keeps serving), swaps one
+reference, and closes the old pair only when its last lease is returned. All lease bookkeeping runs
+on the event loop thread, so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index import IndexLoadError, SearchIndex
+from models.encoder import Encoder
+from models.io import ModelDirError
+
+from .errors import NotReadyError, ReloadFailedError, ReloadInProgressError
+
+log = logging.getLogger("app.backend")
+
+
+class BackendLoadError(Exception):
+    """The pair could not be loaded or is inconsistent; the message says why (shown by /ready)."""
+
+
+@dataclass(eq=False)
+class Backend:
+    encoder: Encoder
+    index: SearchIndex
+    model_dir: Path
+    index_dir: Path
+    loaded_at: float = field(default_factory=time.time)
+    leases: int = 0
+    retired: bool = False
+    closed: bool = False
+
+    @property
+    def model_name(self) -> str:
+        # The folder name says which model; the fingerprint prefix tells two folders of that name apart.
+        return f"{self.model_dir.name}@{self.encoder.fingerprint[:12]}"
+
+    @property
+    def index_name(self) -> str:
+        return self.index_dir.name
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.index.close()
+            log.info("closed index %s", self.index_dir)
+
+    def model_info(self) -> dict[str, Any]:
+        cfg = self.encoder.config
+        return {
+            "name": self.model_name, "path": str(self.model_dir), "fingerprint": self.encoder.fingerprint,
+            "dim": self.encoder.dim, "lang": cfg.lang, "shared_towers": cfg.shared_towers,
+            "pooling": cfg.pooling, "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words,
+        }
+
+    def index_info(self) -> dict[str, Any]:
+        m = self.index.manifest
+        return {
+            "name": self.index_name, "path": str(self.index_dir), "type": self.index.index_type,
+            "size": self.index.size, "dim": self.index.dim,
+            "built_at": m.get("built_at") or m.get("created_at"),
+            "fusion": self.index.fusion, "manifest": m,
+        }
+
+
+def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False) -> Backend:
+    """Load the model, then the index against it, then run one query through both (blocking)."""
+    try:
+        encoder = Encoder.load(model_dir)
+    except ModelDirError as e:
+        raise BackendLoadError(f"model: {e}") from e
+    except OSError as e:
+        raise BackendLoadError(f"model: cannot read {model_dir}: {e}") from e
+    try:
+        # Given the encoder, the index refuses a model (fingerprint) or dimension mismatch.
+        index = SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes)
+    except IndexLoadError as e:
+        raise BackendLoadError(f"index: {e}") from e
+    except OSError as e:
+        raise BackendLoadError(f"index: cannot read {index_dir}: {e}") from e
+    try:
+        if index.dim != encoder.dim:
+            raise BackendLoadError(f"index dimension {index.dim} != model dimension {encoder.dim}")
+        # A smoke query catches what metadata checks cannot (e.g. a FAISS file that loads but fails).
+        v = encoder.encode(["health check"], tower="query")
+        if v.shape != (1, encoder.dim) or not np.isfinite(v).all():
+            raise BackendLoadError("model produced an invalid vector on a test query")
+        index.search(v, 1)
+    except BackendLoadError:
+        index.close()
+        raise
+    except Exception as e:
+        index.close()
+        raise BackendLoadError(f"test query failed: {type(e).__name__}: {e}") from e
+    return Backend(encoder, index, Path(model_dir), Path(index_dir))
+
+
+class BackendHolder:
+    """Holds the current pair (or the reason there is none) and serialises reloads."""
+
+    def __init__(self, model_dir: Path, index_dir: Path, verify_hashes: bool = False) -> None:
+        self.model_dir = Path(model_dir)
+        self.index_dir = Path(index_dir)
+        self.verify_hashes = verify_hashes
+        self.current: Backend | None = None
+        self.reason: str = "starting: model and index not loaded yet"
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    async def load_initial(self) -> None:
+        """Load at startup; a failure is recorded as the not-ready reason, never raised."""
+        try:
+            self.current = await asyncio.to_thread(load_backend, self.model_dir, self.index_dir, self.verify_hashes)
+            self.reason = ""
+            log.info("serving model %s with index %s (%d documents)", self.current.model_name,
+                     self.current.index_name, self.current.index.size)
+        except BackendLoadError as e:
+            self.reason = str(e)
+            log.error("not ready: %s", e)
+
+    @contextmanager
+    def lease(self) -> Iterator[Backend]:
+        b = self.current
+        if b is None:
+            raise NotReadyError(f"service not ready: {self.reason}")
+        b.leases += 1
+        try:
+            yield b
+        finally:
+            b.leases -= 1
+            if b.retired and b.leases == 0:
+                b.close()
+
+    async def reload(self, model_dir: Path | None = None, index_dir: Path | None = None) -> tuple[Backend, Backend | None]:
+        """Load the new pair aside and swap it in; on failure the old pair keeps serving."""
+        if self._reload_lock.locked():
+            raise ReloadInProgressError("another reload is running; try again when it has finished")
+        async with self._reload_lock:
+            mdir = Path(model_dir) if model_dir else self.model_dir
+            idir = Path(index_dir) if index_dir else self.index_dir
+            try:
+                new = await asyncio.to_thread(load_backend, mdir, idir, self.verify_hashes)
+            except BackendLoadError as e:
+                still = "the previous model and index keep serving" if self.current else "the service stays not ready"
+                raise ReloadFailedError(f"reload failed, {still}: {e}") from e
+            old, self.current = self.current, new  # the swap: one reference, atomic for every reader
+            self.model_dir, self.index_dir, self.reason = mdir, idir, ""
+            if old is not None:
+                old.retired = True
+                if old.leases == 0:
+                    old.close()
+            log.info("reloaded: model %s, index %s (%d documents)", new.model_name, new.index_name, new.index.size)
+            return new, old
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+            self.reason = "shut down"

@@ -1,0 +1,104 @@
+"""The app factory. ``uvicorn app.main:app`` serves ``create_app(Settings())`` (settings from DSSM_* env).
+
+The lifespan loads the model and index onto ``app.state`` (in a thread, so the event loop stays free);
+a failed load leaves the process up — /health answers 200, /ready 503 with the reason — so an
+orchestrator sees a clear state instead of a crash loop, and ``/admin/reload`` can bring it up later.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from .backend import BackendHolder
+from .errors import install_error_handlers
+from .logging_setup import configure_logging
+from .metrics import ServiceMetrics
+from .middleware import BodyLimitMiddleware, RequestContextMiddleware
+from .routes import admin, embed, ops, search, ui
+from .routes.ui import STATIC_DIR
+from .search import Searcher
+from .settings import Settings
+
+log = logging.getLogger("app")
+
+
+def _set_threads(settings: Settings) -> None:
+    # Thread counts are process-wide in torch and FAISS; with several workers on a small machine,
+    # fewer threads each avoid oversubscribing the cores.
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    if settings.faiss_threads:
+        import faiss
+
+        faiss.omp_set_num_threads(settings.faiss_threads)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: ServiceMetrics = app.state.metrics
+    _set_threads(settings)
+    executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
+    holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes)
+    searcher = Searcher(settings, executor, metrics)
+    app.state.executor, app.state.holder, app.state.searcher = executor, holder, searcher
+    await holder.load_initial()
+    if holder.current is not None:
+        metrics.index_size.set(holder.current.index.size)
+    metrics.ready.set(1 if holder.ready else 0)
+    searcher.start()
+    try:
+        yield
+    finally:
+        await searcher.stop()
+        executor.shutdown(wait=True)
+        holder.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = FastAPI(
+        title="LSTM-DSSM search",
+        summary="Semantic search with an LSTM-DSSM encoder over a FAISS index.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = ServiceMetrics()
+    install_error_handlers(app)
+    for r in (search.router, embed.router, ops.router, admin.router, ui.router):
+        app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Middleware runs outermost-last-added: request id → CORS → metrics → body limit → routes.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    metrics.instrument(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is made on first access, so importing this module (tests, create_app users) reads no
+    # environment and configures no logging; uvicorn's "app.main:app" lookup goes through here.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

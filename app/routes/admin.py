@@ -1,0 +1,41 @@
+"""``POST /admin/reload``: swap in a new model/index pair without downtime."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends
+
+from app.deps import HolderDep, MetricsDep
+from app.errors import ServiceError
+from app.schemas import ErrorResponse, ReloadRequest, ReloadResponse
+from app.security import require_admin
+
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@router.post(
+    "/admin/reload", response_model=ReloadResponse,
+    responses={r: {"model": ErrorResponse} for r in (401, 403, 404, 409, 422)},
+)
+async def reload(holder: HolderDep, metrics: MetricsDep, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
+    """Load the pair (the served folders, or those named) aside, check it, swap; in-flight requests finish
+    on the old pair. A failure leaves the old pair serving and says why (422)."""
+    start = time.perf_counter()
+    body = body or ReloadRequest()
+    try:
+        new, old = await holder.reload(
+            Path(body.model_dir) if body.model_dir else None, Path(body.index_dir) if body.index_dir else None
+        )
+    except ServiceError:
+        metrics.reloads.labels("failed").inc()
+        raise
+    metrics.reloads.labels("ok").inc()
+    metrics.index_size.set(new.index.size)
+    metrics.ready.set(1)
+    return ReloadResponse(
+        model=new.model_name, index=new.index_name, took_ms=round((time.perf_counter() - start) * 1000, 1),
+        previous={"model": old.model_name if old else None, "index": old.index_name if old else None},
+    )

@@ -1,0 +1,66 @@
+"""``POST /search`` (JSON body) and ``GET /search?q=…`` (browsers, curl): the same search."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from app.deps import HolderDep, SearcherDep, SettingsDep
+from app.limits import check_texts, check_top_k
+from app.schemas import ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
+from app.search import SearchQuery
+
+router = APIRouter(tags=["search"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
+
+
+async def _search(body: SearchRequest, settings: SettingsDep, holder: HolderDep, searcher: SearcherDep) -> SearchResponse:
+    start = time.perf_counter()
+    check_texts([body.query], settings, what="query")
+    check_top_k(body.top_k, settings)
+    q = SearchQuery(body.query, body.top_k, body.mode, body.min_score, body.filter or None)
+    with holder.lease() as backend:
+        hits = await searcher.search(backend, q)
+        return SearchResponse(
+            query=body.query,
+            results=[
+                SearchResult(id=h.id, score=h.score, dense_score=h.dense_score, title=h.title, text=h.text,
+                             metadata=h.metadata)
+                for h in hits
+            ],
+            took_ms=round((time.perf_counter() - start) * 1000, 3),
+            model=backend.model_name,
+            index=backend.index_name,
+        )
+
+
+@router.post("/search", response_model=SearchResponse, responses=_ERRORS)
+async def search_post(body: SearchRequest, settings: SettingsDep, holder: HolderDep, searcher: SearcherDep) -> SearchResponse:
+    """Search the index; results best first. ``score`` ranks, ``dense_score`` is the cosine."""
+    return await _search(body, settings, holder, searcher)
+
+
+@router.get("/search", response_model=SearchResponse, responses=_ERRORS)
+async def search_get(
+    settings: SettingsDep,
+    holder: HolderDep,
+    searcher: SearcherDep,
+    q: Annotated[str, Query(description="The query text.")],
+    top_k: Annotated[int, Query()] = 10,
+    min_score: Annotated[float | None, Query()] = None,
+    mode: Annotated[Mode, Query()] = "dense",
+) -> SearchResponse:
+    """The same search from a URL: ``/search?q=glaucoma&top_k=5``."""
+    try:
+        # Query strings are text, so this parse is lax ("5" → 5); the checks are the POST body's.
+        body = SearchRequest.model_validate({"query": q, "top_k": top_k, "min_score": min_score, "mode": mode})
+    except ValidationError as e:
+        # Report the URL parameter names (q, not the body's "query") under the "query" location.
+        errors = [{**err, "loc": ("query", *("q" if x == "query" else x for x in err["loc"]))} for err in e.errors()]
+        raise RequestValidationError(errors) from e
+    return await _search(body, settings, holder, searcher)

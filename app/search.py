@@ -1,0 +1,118 @@
+"""Running searches: one batch of queries → one encode, then one index search per (mode, filter).
+
+``Searcher`` either hands each request straight to the compute pool or, with micro-batching on,
+through the ``MicroBatcher`` that runs concurrent requests together; both paths use
+``run_search_batch``, so they return the same results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from index import Hit
+
+from .backend import Backend
+from .batching import MicroBatcher
+from .metrics import ServiceMetrics
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str
+    top_k: int
+    mode: str = "dense"
+    min_score: float | None = None
+    filter: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    backend: Backend
+    query: SearchQuery
+
+
+def run_search_batch(backend: Backend, queries: Sequence[SearchQuery], metrics: ServiceMetrics | None = None) -> list[list[Hit]]:
+    """Blocking: encode all queries in one pass, search per group, trim to each query's top_k/min_score."""
+    t0 = time.perf_counter()
+    vectors = backend.encoder.encode([q.text for q in queries], tower="query")
+    if metrics is not None:
+        metrics.encode_seconds.labels("query").observe(time.perf_counter() - t0)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, q in enumerate(queries):
+        key = (q.mode, json.dumps(q.filter or None, sort_keys=True))
+        groups.setdefault(key, []).append(i)
+    out: list[list[Hit]] = [[] for _ in queries]
+    for (mode, _), idx in groups.items():
+        k = max(queries[i].top_k for i in idx)
+        flt = queries[idx[0]].filter or None
+        t1 = time.perf_counter()
+        if mode == "hybrid":
+            hits = backend.index.search_hybrid([queries[i].text for i in idx], vectors[idx], k, filter=flt)
+        else:
+            hits = backend.index.search(vectors[idx], k, filter=flt)
+        if metrics is not None:
+            metrics.search_seconds.labels(mode).observe(time.perf_counter() - t1)
+        for i, h in zip(idx, hits, strict=True):
+            q = queries[i]
+            h = h[: q.top_k]
+            if q.min_score is not None:
+                # min_score is on the cosine in both modes; a hit without one (lexical-only) cannot pass.
+                h = [x for x in h if x.dense_score is not None and x.dense_score >= q.min_score]
+            out[i] = h
+    return out
+
+
+def _run_jobs(jobs: Sequence[_Job], metrics: ServiceMetrics | None) -> list[list[Hit] | BaseException]:
+    # Jobs of one micro-batch may hold different pairs (a reload happened between them): one run per pair.
+    by_backend: dict[int, list[int]] = {}
+    for i, j in enumerate(jobs):
+        by_backend.setdefault(id(j.backend), []).append(i)
+    out: list[list[Hit] | BaseException] = [[] for _ in jobs]
+    for idx in by_backend.values():
+        try:
+            res: Sequence[list[Hit] | BaseException] = run_search_batch(
+                jobs[idx[0]].backend, [jobs[i].query for i in idx], metrics
+            )
+        except Exception as e:
+            res = [e] * len(idx)
+        for i, r in zip(idx, res, strict=True):
+            out[i] = r
+    return out
+
+
+class Searcher:
+    def __init__(self, settings: Settings, executor: concurrent.futures.Executor, metrics: ServiceMetrics) -> None:
+        self.executor = executor
+        self.metrics = metrics
+        self.batcher: MicroBatcher[_Job, list[Hit]] | None = None
+        if settings.micro_batching:
+            self.batcher = MicroBatcher(
+                lambda jobs: _run_jobs(jobs, metrics), executor,
+                max_batch=settings.max_batch_queries, max_wait_s=settings.batch_wait_ms / 1000.0,
+                workers=settings.compute_workers, on_batch=metrics.batch_size.observe,
+            )
+
+    def start(self) -> None:
+        if self.batcher is not None:
+            self.batcher.start()
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+    async def search(self, backend: Backend, query: SearchQuery) -> list[Hit]:
+        job = _Job(backend, query)
+        if self.batcher is not None:
+            return await self.batcher.submit(job)
+        self.metrics.batch_size.observe(1)
+        res = await asyncio.get_running_loop().run_in_executor(self.executor, _run_jobs, [job], self.metrics)
+        if isinstance(res[0], BaseException):
+            raise res[0]
+        return res[0]
