@@ -71,9 +71,12 @@ class PeepholeLSTMCell(nn.Module):
 class PeepholeLSTM(nn.Module):
     """Runs :class:`PeepholeLSTMCell` over time, with per-text lengths.
 
-    Past a text's last word its state is frozen (``torch.where`` on a mask), so the state returned is
-    the one at the true last word whatever the padding: a text's vector is the same alone or in a
-    padded batch. Returns the final (h, c), each (B, H), and optionally all hidden states (B, T, H).
+    Texts are sorted by length (longest first), so at step t the texts that still have a word are a
+    prefix of the batch: only those rows are computed, the others keep their state. Work is therefore
+    proportional to the real number of words, not to batch × longest text, and the state returned is
+    the one at each text's true last word: a text's vector is the same alone or in a padded batch.
+    Returns the final (h, c), each (B, H), and optionally all hidden states (B, T, H) (past a text's
+    end its row repeats the final state; poolers mask it).
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
@@ -86,23 +89,30 @@ class PeepholeLSTM(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """x (B, T, E), lengths (B,) → h (B, H), c (B, H), sequence (B, T, H) or None."""
         B, T, _ = x.shape
-        gx = self.cell.input_projection(x)  # (B, T, 4H): all steps' input terms in one matmul
+        lengths, order = lengths.sort(descending=True, stable=True)
+        gx = self.cell.input_projection(x[order])  # (B, T, 4H): all steps' input terms in one matmul
+        # active[t]: how many (sorted) texts still have a word at step t.
+        active = (lengths.unsqueeze(0) > torch.arange(T).unsqueeze(1)).sum(1).tolist()
         h = x.new_zeros(B, self.hidden_size)
         c = x.new_zeros(B, self.hidden_size)
-        # alive[t] (B, 1): text b still has a word at step t.
-        alive = (torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
         seq = []
         # unbind, not gx[:, t]: the backward of T slices would each allocate a full (B, T, 4H) gradient.
-        n_full = int(lengths.min()) if B else 0  # steps at which no text has ended: no masking needed
-        for t, gx_t in enumerate(gx.unbind(1)):
-            h_new, c_new = self.cell.step(gx_t, h, c)
-            if t < n_full:
-                h, c = h_new, c_new
-            else:
-                h = torch.where(alive[t], h_new, h)
-                c = torch.where(alive[t], c_new, c)
+        for gx_t, n in zip(gx.unbind(1), active, strict=True):
+            if n == 0:
+                break
+            h_n, c_n = self.cell.step(gx_t[:n], h[:n], c[:n])
+            # New tensors, not in-place writes, so autograd keeps every step's state.
+            h = h_n if n == B else torch.cat([h_n, h[n:]])
+            c = c_n if n == B else torch.cat([c_n, c[n:]])
             if return_sequence:
                 seq.append(h)
+        inv = order.argsort()  # back to the caller's order
+        h, c = h[inv], c[inv]
         if not return_sequence:
             return h, c, None
-        return h, c, (torch.stack(seq, dim=1) if seq else x.new_zeros(B, 0, self.hidden_size))
+        if not seq:
+            return h, c, x.new_zeros(B, T, self.hidden_size)
+        out = torch.stack(seq, dim=1)[inv]  # (B, t_max, H)
+        if out.shape[1] < T:  # steps after every text ended: repeat the final state
+            out = torch.cat([out, out[:, -1:].expand(B, T - out.shape[1], -1)], dim=1)
+        return h, c, out
