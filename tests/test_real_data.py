@@ -10,7 +10,7 @@ from models.config import ModelConfig
 from models.data import Corpus, Dataset, load_beir
 from models.encoder import Encoder
 from models.evaluation import evaluate_dense
-from models.training import Trainer, TrainConfig
+from models.training import TrainConfig, Trainer
 from tests.conftest import shared_dataset
 
 
