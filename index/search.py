@@ -232,12 +232,17 @@ class SearchIndex:
         return out
 
     def search_hybrid(
-        self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None
+        self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
+        fusion: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Fusion of dense and BM25 (settings: :attr:`fusion`, chosen on dev at build time).
-        score = fused score, dense_score = exact cosine (also for documents only BM25 found)."""
+        """Fusion of dense and BM25 (settings: :attr:`fusion`, chosen on dev at build time, unless
+        ``fusion`` overrides them). score = fused score, dense_score = exact cosine (also for documents
+        only BM25 found)."""
         self._check_k(k)
-        settings = self.fusion
+        settings = self.fusion if fusion is None else fusion
+        why = check_fusion(settings)
+        if why:
+            raise ValueError(f"fusion: {why}")
         depth = max(k, int(settings.get("depth", DEPTH)))
         cands = self.hybrid_candidates(queries, vectors, depth, filter)
         ranked = [[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands]
