@@ -28,11 +28,13 @@ class NegativeSampler:
         self.rng = random.Random(seed)
 
     def sample(self, q: int, j: int) -> list[int]:
-        rel = self.relevant[q]
+        return self.sample_excluding(self.relevant[q], j, self.hard[q] if self.hard else None)
+
+    def sample_excluding(self, rel: set[int], j: int, hard: Sequence[int] | None = None) -> list[int]:
+        """j documents not in ``rel``; from ``hard`` with probability ``hard_fraction``."""
         if len(rel) >= self.num_docs:
             return []  # every document is relevant: there is no negative to give
         out: list[int] = []
-        hard = self.hard[q] if self.hard else []
         while len(out) < j:
             if hard and self.rng.random() < self.hard_fraction:
                 d = hard[self.rng.randrange(len(hard))]

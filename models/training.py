@@ -21,7 +21,7 @@ from .config import ModelConfig
 from .data import DataError, Dataset
 from .encoder import Encoder
 from .evaluation import evaluate_dense
-from .featurizer import Vocab, detect_lang
+from .featurizer import Vocab, detect_lang, split_words, word_ngrams
 from .io import LoadedModel, save_model
 from .loss import dssm_loss
 from .sampler import NegativeSampler
@@ -42,6 +42,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     dev_max_queries: int | None = None  # evaluate on at most this many dev queries (speed)
+    augment: float = 0.0  # pseudo-queries (random spans of corpus documents) per real pair, each epoch
     show_progress: bool = True
 
 
@@ -129,6 +130,10 @@ class Trainer:
         corpus = data.corpus
         self.doc_index = {d: i for i, d in enumerate(corpus.ids)}
         self.doc_feats = self.vocab.featurize(corpus.full_texts(), mc.doc_max_words)
+        # The words of each document as the model reads them, for pseudo-queries (augment > 0).
+        self.doc_words = (
+            [split_words(t)[: mc.doc_max_words] for t in corpus.full_texts()] if cfg.augment > 0 else []
+        )
         self.qids = list(train)
         self.q_feats = self.vocab.featurize([data.queries[q] for q in self.qids], mc.query_max_words)
         self.relevant = [{self.doc_index[d] for d in train[q]} for q in self.qids]
@@ -165,14 +170,33 @@ class Trainer:
         self.model.train()
         return ev.metrics
 
-    def step(self, batch: list[tuple[int, int]]) -> float:
+    def pseudo_query(self, d: int, rng: random.Random) -> list[list[int]]:
+        """A random contiguous span (30–70% of the words) of document d, featurized as a query.
+
+        Self-supervision from the corpus itself: it teaches the towers to match the words a query
+        shares with a document across the whole corpus vocabulary, not only the training queries'.
+        """
+        words = self.doc_words[d]
+        n = len(words)
+        if n == 0:
+            return []
+        span = rng.randint(max(1, round(0.3 * n)), max(1, round(0.7 * n)))
+        start = rng.randint(0, n - span)
+        grams = word_ngrams(words[start : start + span])[: self.model_cfg.query_max_words]
+        return [[self.vocab.id(g) for g in w] for w in grams]
+
+    def step(self, batch: list[tuple[int, int]], rng: random.Random | None = None) -> float:
+        """One optimiser step. A pair (q, d) with q < 0 is a pseudo-query made from document d."""
         qs = [q for q, _ in batch]
         cands = [d for _, d in batch]
-        for q in qs:
-            cands.extend(self.sampler.sample(q, self.cfg.negatives))
+        rels = [self.relevant[q] if q >= 0 else {d} for q, d in batch]
+        q_feats = [self.q_feats[q] if q >= 0 else self.pseudo_query(d, rng or random.Random(0)) for q, d in batch]
+        for q, rel in zip(qs, rels, strict=True):
+            negs = self.sampler.sample(q, self.cfg.negatives) if q >= 0 else self.sampler.sample_excluding(rel, self.cfg.negatives)
+            cands.extend(negs)
         # exclude[i, j]: candidate j is relevant to query i, so it is no negative for it.
-        exclude = torch.tensor([[d in self.relevant[q] for d in cands] for q in qs], dtype=torch.bool)
-        qv = self.model.query(Packed.from_lists([self.q_feats[q] for q in qs]))  # (B, D)
+        exclude = torch.tensor([[d in rel for d in cands] for rel in rels], dtype=torch.bool)
+        qv = self.model.query(Packed.from_lists(q_feats))  # (B, D)
         dv = self.model.doc(Packed.from_lists([self.doc_feats[d] for d in cands]))  # (B + B·J, D)
         loss = dssm_loss(qv, dv, self.model.gamma, exclude)
         self.opt.zero_grad(set_to_none=True)
@@ -198,6 +222,9 @@ class Trainer:
         self.model.train()
         for epoch in range(1, cfg.epochs + 1):
             order = self.pairs[:]
+            if cfg.augment > 0:  # fresh pseudo-queries each epoch, from random documents
+                n_aug = round(cfg.augment * len(self.pairs))
+                order += [(-1, rng.randrange(len(self.doc_words))) for _ in range(n_aug)]
             rng.shuffle(order)
             batches = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
             total, n, t_ep, out_of_time = 0.0, 0, time.monotonic(), False
@@ -207,7 +234,7 @@ class Trainer:
                 if self.budget_left() < eval_cost * 1.2 + 10:
                     out_of_time = True
                     break
-                total += self.step(batch) * len(batch)
+                total += self.step(batch, rng) * len(batch)
                 n += len(batch)
                 bar.set_postfix(loss=f"{total / n:.4f}", pairs_s=f"{n / (time.monotonic() - t_ep):.0f}")
             bar.close()

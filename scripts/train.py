@@ -27,8 +27,8 @@ from scripts._cli import UsageError, run_cli  # noqa: E402
 
 # Defaults by language, chosen on the dev splits (see README, "Training results").
 LANG_DEFAULTS = {
-    "en": {"shared_towers": True, "doc_max_words": 64},
-    "zh": {"shared_towers": True, "doc_max_words": 64},
+    "en": {"shared_towers": True, "doc_max_words": 32, "augment": 0.0},
+    "zh": {"shared_towers": True, "doc_max_words": 64, "augment": 0.0},
 }
 
 
@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=4, help="J sampled negatives per query (besides in-batch)")
     p.add_argument("--hard-negatives", type=int, default=0, help="BM25 top hits mined per query (0: off)")
     p.add_argument("--hard-fraction", type=float, default=0.5)
+    p.add_argument("--augment", type=float, default=None,
+                   help="pseudo-queries (random spans of corpus documents) per real pair each epoch")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     tcfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, negatives=a.negatives,
         hard_negatives=a.hard_negatives, hard_fraction=a.hard_fraction, max_minutes=a.max_minutes,
-        patience=a.patience, seed=a.seed, dev_max_queries=a.dev_max_queries, show_progress=not a.quiet,
+        patience=a.patience, seed=a.seed, augment=a.augment if a.augment is not None else d["augment"], dev_max_queries=a.dev_max_queries, show_progress=not a.quiet,
     )
     print(f"data {data.name}: {len(data.corpus)} documents, "
           + ", ".join(f"{s} {len(q)} queries" for s, q in data.qrels.items()) + f"; lang {lang}", flush=True)
