@@ -272,3 +272,41 @@ def test_trainer_indexer_api_commands(containers: Containers, tiny_beir: Path) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_compose_trains_like_make_demo() -> None:
+    """`docker compose up` and `make demo` are the same demo: the same training flags."""
+    make_args = next(ln.split("?=", 1)[1].strip() for ln in (ROOT / "Makefile").read_text().splitlines()
+                     if ln.startswith("TRAIN_ARGS ?="))
+    assert compose_config()["services"]["trainer"]["environment"]["DSSM_TRAIN_ARGS"] == make_args
+    assert "--max-minutes" in make_args  # the ≤ 5 minute promise is a bound, not a hope
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_runs_the_documented_scripts(tmp_path: Path) -> None:
+    """`make -n demo` (dry run): data → train → index → serve, with the README's scripts; a bad DATA is a
+    clear make error."""
+    # Run in a copy so that the dry run sees no artifacts/ of the developer's (and creates none).
+    for f in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    env = {**os.environ, "MAKEFLAGS": ""}
+    r = subprocess.run(["make", "-n", "demo", f"VENV={ROOT / '.venv'}"], cwd=tmp_path, capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    steps = [s for s in ("make_demo_data.py --out artifacts/data/stdlib-demo", "scripts/train.py",
+                         "scripts/build_index.py", "scripts/serve.py") if s in r.stdout]
+    assert len(steps) == 4, r.stdout
+    assert r.stdout.index("train.py") < r.stdout.index("build_index.py") < r.stdout.index("serve.py")
+    assert "--host 127.0.0.1 --port 8000" in r.stdout
+
+    pairs = tmp_path / "mine.tsv"
+    pairs.write_text("q\td\n")
+    r = subprocess.run(["make", "-n", "demo", f"DATA={pairs}", f"VENV={ROOT / '.venv'}"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"--from-pairs {pairs} --out artifacts/data/mine" in r.stdout
+    assert "--out artifacts/models/mine" in r.stdout and "--out artifacts/indexes/mine" in r.stdout
+
+    r = subprocess.run(["make", "-n", "demo", f"DATA={tmp_path / 'nowhere'}"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "not found" in r.stderr
