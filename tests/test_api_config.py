@@ -100,3 +100,10 @@ def test_json_logs_carry_the_request_id(tiny_model_dir: Path, tiny_index_dir: Pa
     assert access["trace-43"]["status"] == 422
     assert {"ts", "level", "message", "method", "ms"} <= set(access["trace-42"])
     assert any(x["logger"] == "app.backend" and "serving model" in x["message"] for x in lines)
+
+
+def test_default_top_k_is_capped_by_a_lower_maximum(tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    with TestClient(create_app(make_settings(tiny_model_dir, tiny_index_dir, max_top_k=4))) as c:
+        assert len(c.post("/search", json={"query": "fever"}).json()["results"]) == 4
+        assert len(c.get("/search", params={"q": "fever"}).json()["results"]) == 4
+        assert_error(c.post("/search", json={"query": "fever", "top_k": 10}), 422, "top_k_out_of_range")

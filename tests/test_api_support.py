@@ -100,9 +100,11 @@ class ServerProcess:
             time.sleep(0.1)
         raise AssertionError(f"{self.url}{path} did not answer {status} in {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-5000:]
+    def log(self, tail: int | None = 5000) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return text[-tail:] if tail else text
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -22,8 +22,12 @@ _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r
 async def _search(body: SearchRequest, settings: SettingsDep, holder: HolderDep, searcher: SearcherDep) -> SearchResponse:
     start = time.perf_counter()
     check_texts([body.query], settings, what="query")
-    check_top_k(body.top_k, settings)
-    q = SearchQuery(body.query, body.top_k, body.mode, body.min_score, body.filter or None)
+    top_k = body.top_k
+    if "top_k" in body.model_fields_set:
+        check_top_k(top_k, settings)
+    else:
+        top_k = min(top_k, settings.max_top_k)  # the default never exceeds a lower configured maximum
+    q = SearchQuery(body.query, top_k, body.mode, body.min_score, body.filter or None)
     with holder.lease() as backend:
         hits = await searcher.search(backend, q)
         return SearchResponse(
@@ -51,14 +55,15 @@ async def search_get(
     holder: HolderDep,
     searcher: SearcherDep,
     q: Annotated[str, Query(description="The query text.")],
-    top_k: Annotated[int, Query()] = 10,
+    top_k: Annotated[int | None, Query(description="default 10")] = None,
     min_score: Annotated[float | None, Query()] = None,
     mode: Annotated[Mode, Query()] = "dense",
 ) -> SearchResponse:
     """The same search from a URL: ``/search?q=glaucoma&top_k=5``."""
     try:
         # Query strings are text, so this parse is lax ("5" → 5); the checks are the POST body's.
-        body = SearchRequest.model_validate({"query": q, "top_k": top_k, "min_score": min_score, "mode": mode})
+        given = {"query": q, "min_score": min_score, "mode": mode} | ({} if top_k is None else {"top_k": top_k})
+        body = SearchRequest.model_validate(given)
     except ValidationError as e:
         # Report the URL parameter names (q, not the body's "query") under the "query" location.
         errors = [{**err, "loc": ("query", *("q" if x == "query" else x for x in err["loc"]))} for err in e.errors()]

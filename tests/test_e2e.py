@@ -1,0 +1,106 @@
+"""End to end: real server processes on free ports of 127.0.0.1, queried over HTTP with httpx."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.test_api_support import API_KEY, ServerProcess, start_serve_script, start_uvicorn
+
+pytest_plugins = ["tests.test_api_support"]
+
+
+def test_uvicorn_serves_reloads_under_concurrent_queries_without_a_failure(
+    tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path, small_index_dir: Path,
+    server_factory: list[ServerProcess],
+) -> None:
+    srv = start_uvicorn(tmp_path, model_dir=str(tiny_model_dir), index_dir=str(tiny_index_dir), api_key=API_KEY,
+                        log_format="json")
+    server_factory.append(srv)
+    srv.wait("/ready", 200)
+    base = srv.url
+    r = httpx.post(f"{base}/search", json={"query": "What causes kalo disease?", "top_k": 3})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+
+    stop = threading.Event()
+    outcomes: list[tuple[int, str, int]] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    if n % 5 == 0:
+                        resp = c.post("/embed", json={"input": [f"text {i} {n}"]})
+                        ok = resp.status_code == 200 and len(resp.json()["data"]) == 1
+                        rec = (resp.status_code, "embed", 1)
+                    else:
+                        resp = c.get("/search", params={"q": f"symptoms of fever {i} {n}", "top_k": 100})
+                        ok = resp.status_code == 200
+                        rec = (resp.status_code, resp.json().get("index", ""), len(resp.json().get("results", [])))
+                except httpx.HTTPError as e:
+                    with lock:
+                        failures.append(f"{type(e).__name__}: {e}")
+                    continue
+                with lock:
+                    outcomes.append(rec)
+                    if not ok:
+                        failures.append(resp.text)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    reloads = []
+    try:
+        time.sleep(0.5)
+        for target in [small_index_dir, tiny_index_dir, small_index_dir]:
+            reloads.append(httpx.post(f"{base}/admin/reload", json={"index_dir": str(target)},
+                                      headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60))
+            time.sleep(0.4)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert [r.status_code for r in reloads] == [200, 200, 200], [r.text for r in reloads]
+    assert not failures, failures[:5]
+    searches = [o for o in outcomes if o[1] != "embed"]
+    assert len(searches) >= 30, len(outcomes)
+    seen = {(idx, n) for _, idx, n in searches}
+    assert seen == {("tiny-index", 100), ("small-index", 60)}, seen  # both pairs served, never a mix
+    assert httpx.get(f"{base}/info").json()["index"]["size"] == 60
+    # the metrics count what happened
+    metrics = httpx.get(f"{base}/metrics").text
+    assert 'dssm_reloads_total{result="ok"} 3.0' in metrics
+    assert 'http_requests_total{handler="/search",method="GET",status="2xx"}' in metrics
+    # a graceful shutdown (uvicorn re-raises the SIGTERM it handled, hence -15), logs as JSON lines
+    assert srv.stop() in (0, -15)
+    log = srv.log(tail=None)
+    assert "Application shutdown complete" in log and "Traceback" not in log
+    lines = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    assert any(x.get("path") == "/admin/reload" and x.get("status") == 200 and len(x["request_id"]) == 32 for x in lines)
+
+
+def test_serve_script_starts_without_a_model_then_reports_why(
+    tmp_path: Path, tiny_index_dir: Path, server_factory: list[ServerProcess]
+) -> None:
+    srv = start_serve_script(tmp_path, ["--model", str(tmp_path / "missing-model"), "--index", str(tiny_index_dir),
+                                        "--no-micro-batching", "--max-top-k", "7"])
+    server_factory.append(srv)
+    srv.wait("/health", 200)
+    r = httpx.get(f"{srv.url}/ready")
+    assert r.status_code == 503 and "missing-model" in r.json()["reason"]
+    r = httpx.post(f"{srv.url}/search", json={"query": "fever"})
+    assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready"
+    info = httpx.get(f"{srv.url}/info").json()
+    assert info["service"]["micro_batching"] is False and info["service"]["limits"]["max_top_k"] == 7
+    # the default top_k (10) is capped by the configured maximum (7) instead of failing
+    assert httpx.post(f"{srv.url}/search", json={"query": "fever", "top_k": 8}).json()["error"]["type"] == "top_k_out_of_range"
+    assert httpx.post(f"{srv.url}/admin/reload").status_code == 404  # no DSSM_API_KEY: admin disabled
+    assert srv.proc.poll() is None  # still running
