@@ -20,7 +20,7 @@ from models.metrics import evaluate_run
 DEPTH = 100  # candidates taken from each side, as in scripts/evaluate.py
 DEFAULT_FUSION: dict[str, Any] = {"method": "rrf", "k": 10, "depth": DEPTH, "chosen_on": "default"}
 RRF_GRID = (1, 5, 10, 20, 60)
-WEIGHT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+WEIGHT_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
 @dataclass
