@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from index import IndexLoadError
+
 log = logging.getLogger("app.errors")
 
 
@@ -85,6 +87,12 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     ReloadInProgressError: (409, "reload_in_progress"),
 }
 
+# Errors of other packages that can surface while serving (e.g. a damaged page of the document store
+# read for the first time): the request fails cleanly, the service keeps running.
+FOREIGN_ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
+    IndexLoadError: (503, "index_unavailable"),
+}
+
 # Framework errors (404 route, 405 method, 400 unparsable body …) keep their status with a named type.
 HTTP_STATUS_TYPES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -154,6 +162,11 @@ def install_error_handlers(app: FastAPI) -> None:
             err_type, message = "invalid_body", "request body could not be decoded (JSON in UTF-8 expected)"
         return error_response(exc.status_code, err_type, message, getattr(exc, "headers", None))
 
+    async def on_foreign_error(request: Request, exc: Exception) -> JSONResponse:
+        status, err_type = next(v for k, v in FOREIGN_ERROR_TABLE.items() if isinstance(exc, k))
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        return error_response(status, err_type, str(exc))
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error (see the server log)")
@@ -161,4 +174,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    for exc_type in FOREIGN_ERROR_TABLE:
+        app.add_exception_handler(exc_type, on_foreign_error)
     app.add_exception_handler(Exception, on_unexpected)

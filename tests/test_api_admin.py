@@ -222,3 +222,26 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.max_query_chars == 50 and s.micro_batching is False
     assert s.cors_origins == ["https://a.example", "https://b.example"]
     assert "k" not in repr(s.api_key)
+
+
+def test_damage_found_while_serving_is_a_clean_503(tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    """A store page first read by a query (here: the metadata pages, read only by a filter) is damaged:
+    that request gets a JSON 503 naming the file; other requests and the process carry on."""
+    import sqlite3
+
+    damaged = tmp_path / "damaged-index"
+    shutil.copytree(tiny_index_dir, damaged)
+    db = damaged / "docs.sqlite"
+    con = sqlite3.connect(db)
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    roots = [r for (r,) in con.execute("SELECT rootpage FROM sqlite_master WHERE name IN ('meta', 'meta_field_value')")]
+    con.close()
+    with open(db, "r+b") as f:  # same size, so the load-time size check passes
+        for root in roots:
+            f.seek((root - 1) * page)
+            f.write(b"\xde\xad" * (page // 2))
+    with TestClient(create_app(make_settings(tiny_model_dir, damaged))) as c:
+        assert c.get("/ready").status_code == 200
+        r = c.post("/search", json={"query": "fever", "filter": {"aspect": "causes"}})
+        assert_error(r, 503, "index_unavailable", "docs.sqlite")
+        assert c.post("/search", json={"query": "fever"}).status_code == 200
