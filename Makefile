@@ -85,8 +85,9 @@ demo: $(INDEX_DIR)/manifest.json
 	$(PY) scripts/serve.py --model $(MODEL_DIR) --index $(INDEX_DIR) --host $(HOST) --port $(PORT)
 
 demo-eval: $(MODEL_DIR)/model.safetensors
+	mkdir -p $(ART)/eval
 	$(PY) scripts/evaluate.py --model $(MODEL_DIR) --data $(DATASET) --split dev \
-		--systems lstm-dssm,bm25 --json $(ART)/eval/$(NAME)-dev.json
+		--systems lstm-dssm,bm25,hybrid --json $(ART)/eval/$(NAME)-dev.json
 
 demo-clean:
 	rm -rf $(MODEL_DIR) $(INDEX_DIR)
