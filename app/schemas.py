@@ -21,10 +21,20 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _utf8(v: str) -> str:
+    # JSON may spell an unpaired surrogate ("\ud800"); such a string cannot be encoded as UTF-8 (not by
+    # the featurizer, not by SQLite, not in our response), so it is refused here as bad input.
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains an unpaired surrogate (not valid Unicode text)") from None
+    return v
+
+
 def _not_blank(v: str) -> str:
     if not v.strip():
         raise ValueError("must not be empty or whitespace only")
-    return v
+    return _utf8(v)
 
 
 # ---- /search -------------------------------------------------------------------------------------
@@ -41,6 +51,15 @@ class SearchRequest(_Request):
     )
 
     _check_query = field_validator("query")(_not_blank)
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, v: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
+        for key, value in (v or {}).items():
+            _utf8(key)
+            if isinstance(value, str):
+                _utf8(value)
+        return v
 
 
 class SearchResult(BaseModel):
@@ -77,6 +96,10 @@ class EmbedRequest(_Request):
         for i, t in enumerate(v):
             if not t.strip():
                 raise ValueError(f"item {i} must not be empty or whitespace only")
+            try:
+                _utf8(t)
+            except ValueError as e:
+                raise ValueError(f"item {i} {e}") from None
         return v
 
 
@@ -107,6 +130,14 @@ class OpenAIEmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, description="If given, must equal the model's dimension.")
     user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, v: str | list[str] | list[int] | list[list[int]]) -> object:
+        for t in [v] if isinstance(v, str) else v:
+            if isinstance(t, str):
+                _utf8(t)
+        return v
 
 
 class Usage(BaseModel):
@@ -147,6 +178,13 @@ class InfoResponse(BaseModel):
 class ReloadRequest(_Request):
     model_dir: str | None = Field(None, description="Model folder to load; default: the one being served.")
     index_dir: str | None = Field(None, description="Index folder to load; default: the one being served.")
+
+    @field_validator("model_dir", "index_dir")
+    @classmethod
+    def _check_dir(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "\x00" in v):
+            raise ValueError("must be a non-empty path without NUL characters")
+        return None if v is None else _utf8(v)
 
 
 class ReloadResponse(BaseModel):

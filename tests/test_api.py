@@ -425,3 +425,28 @@ def test_embed_document_tower_gives_what_the_index_holds(
     np.testing.assert_allclose(np.array(one, dtype=np.float32), held[99], rtol=0, atol=2e-7)
     # and not what another document holds
     assert np.abs(got[0] - held[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "path, raw",
+    [
+        ("/search", b'{"query": "fever \\ud800"}'),
+        ("/search", b'{"query": "fever", "filter": {"aspect": "\\udfff"}}'),
+        ("/search", b'{"query": "fever", "filter": {"\\ud800": "x"}}'),
+        ("/embed", b'{"input": "\\udfff"}'),
+        ("/embed", b'{"input": ["ok", "\\ud800"]}'),
+        ("/v1/embeddings", b'{"input": "\\ud800", "model": "m"}'),
+    ],
+)
+def test_unpaired_surrogates_are_a_422_not_a_500(client: TestClient, path: str, raw: bytes) -> None:
+    """JSON can escape a lone surrogate; it is not text the featurizer, SQLite or a response can carry."""
+    r = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_error(r, 422, "validation_error", "surrogate")
+
+
+def test_odd_but_valid_json_numbers(client: TestClient) -> None:
+    for raw in (b'{"query": "x", "min_score": NaN}', b'{"query": "x", "min_score": -Infinity}',
+                b'{"query": "x", "filter": {"n": 1e400}}'):
+        assert client.post("/search", content=raw, headers={"content-type": "application/json"}).status_code == 200
+    deep = b"[" * 50_000 + b"]" * 50_000  # nesting deeper than the JSON parser's recursion limit
+    assert_error(client.post("/search", content=deep, headers={"content-type": "application/json"}), 400)
