@@ -121,6 +121,7 @@ def test_compose_services_as_the_issue_asks() -> None:
     for name in ("trainer", "indexer"):
         assert s[name]["restart"] == "no"
         assert not s[name].get("read_only")  # they write the volumes
+        assert s[name]["healthcheck"]["disable"]  # no server in a one-shot: never "unhealthy"
     assert {s[n]["image"] for n in s} == {"lstm-dssm-search:latest"}  # one image, three roles
     # The user's data: a path becomes a read-only bind mount at /data.
     user = compose_config({"DSSM_DATA": "./artifacts/data/mine"})["services"]["indexer"]["volumes"]
