@@ -158,7 +158,7 @@ def test_reload_bad_body(admin_client: TestClient) -> None:
     assert_error(admin_client.post("/admin/reload", headers=AUTH, json={"index_dir": 3}), 422, "validation_error")
     r = admin_client.post("/admin/reload", headers={**AUTH, "content-type": "application/json"}, content=b"{")
     assert_error(r, 400, "invalid_json")
-    for raw in (b'{"index_dir": "/tmp/\ud800"}', b'{"index_dir": "a\u0000b"}', b'{"model_dir": " "}'):
+    for raw in (b'{"index_dir": "/tmp/\\ud800"}', b'{"index_dir": "a\\u0000b"}', b'{"model_dir": " "}'):
         r = admin_client.post("/admin/reload", headers={**AUTH, "content-type": "application/json"}, content=raw)
         assert_error(r, 422, "validation_error")
     assert admin_client.get("/ready").status_code == 200
