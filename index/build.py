@@ -7,6 +7,7 @@ it was. A killed build can leave a ``.NAME.tmp-*`` directory beside NAME, safe t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -26,8 +27,9 @@ from models.encoder import Encoder
 from models.io import atomic_dir, replace_dir
 
 from .dense import FAISS_FILE, VECTORS_FILE, build_faiss, make_empty, resolve_spec
+from .errors import IndexBuildError
 from .fusion import DEFAULT_FUSION, DEPTH, choose_fusion
-from .manifest import FORMAT, FORMAT_VERSION, library_versions, list_files, write_manifest
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, library_versions, list_files, write_manifest
 from .search import BM25_DIR, SearchIndex
 from .store import STORE_FILE, write_store
 
@@ -83,6 +85,23 @@ def load_dev(folder: str | os.PathLike, doc_ids: set[str]) -> tuple[dict[str, st
     return {q: queries[q] for q in qrels}, qrels
 
 
+def check_target(target: Path) -> None:
+    """Refuse to replace anything but an index: the build swaps the whole directory, and a mistyped
+    ``--out`` (a home or data folder) must not be deleted."""
+    if target.is_file() or target.is_symlink():
+        raise IndexBuildError(f"{target}: exists and is not a directory; choose another output path")
+    if target.is_dir() and any(target.iterdir()):
+        try:
+            fmt = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            fmt = None
+        if fmt != FORMAT:
+            raise IndexBuildError(
+                f"{target}: exists and is not an index (no {MANIFEST_FILE} of an LSTM-DSSM index); "
+                "refusing to replace it: choose an empty or new output path"
+            )
+
+
 def _fsync_tree(directory: Path) -> None:
     """Flush every file and folder so the renamed index is complete on disk even after a power cut."""
     for p in sorted(directory.rglob("*"), reverse=True) + [directory]:
@@ -117,6 +136,8 @@ def build_index(
                 print(s, file=sys.stderr)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    target = Path(out_dir)
+    check_target(target)
     t_start = time.perf_counter()
     encoder = Encoder.load(model_dir)
     corpus, dropped = dedupe(load_corpus(corpus_path), corpus_path, on_duplicate_id)
@@ -126,7 +147,6 @@ def build_index(
     spec = resolve_spec(index_type, n, index_params)  # a bad type or parameter fails before any work
     make_empty(spec, encoder.dim)
     dev = load_dev(dev_data, set(corpus.ids)) if dev_data is not None else None
-    target = Path(out_dir)
     tmp = atomic_dir(target)
     seconds: dict[str, float] = {}
     try:

@@ -21,10 +21,11 @@ from .errors import IndexBuildError, IndexLoadError
 FAISS_FILE = "dense.faiss"
 VECTORS_FILE = "vectors.npy"
 
-# Measured on medquad (15k real document vectors, 1,000 test queries; scripts/bench_index.py):
-# HNSW efConstruction 40 builds 1.75x faster than 100 at the same recall@10 (0.9996 with efSearch 64);
-# IVF with ~2·√N lists needs nprobe 32 for recall@10 0.987 (16 gives 0.953).
-HNSW_DEFAULTS = {"M": 32, "efConstruction": 40, "efSearch": 64}
+# Measured with scripts/bench_index.py. HNSW efConstruction: 40 and 100 tie on medquad's 15k real
+# vectors (recall@10 0.9996 at efSearch 64), but on 200k clustered synthetic vectors 40 gives 0.967 and
+# 100 gives 0.9998 for twice the build time: 100, since an offline build can afford it. IVF with ~2·√N
+# lists needs nprobe 32 on medquad for recall@10 0.987 (16 gives 0.953).
+HNSW_DEFAULTS = {"M": 32, "efConstruction": 100, "efSearch": 64}
 IVF_NPROBE = 32
 # A filter keeping at most this many documents is answered by an exact scan of their vectors:
 # (Q, D) @ (D, M) costs about as much as one approximate search, and is never short of hits.

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import index.dense as dense_mod
-from index import Hit, IndexLoadError, IndexMismatchError, SearchIndex, build_index
+from index import Hit, IndexBuildError, IndexLoadError, IndexMismatchError, SearchIndex, build_index
 from index.fusion import DEFAULT_FUSION, Candidates, fuse
 from index.manifest import sha256_file
 from models.bm25 import BM25
@@ -326,6 +326,21 @@ def test_plain_tsv_corpus(tiny_model_dir, tmp_path, encoder):
     with SearchIndex.load(tmp_path / "out", encoder) as idx:
         assert [h.id if h else None for h in idx.documents(["x1", "x2"])] == ["x1", "x2"]
         assert idx.search_bm25(["treat serdra"], 5)[0][0].id == "x2"
+
+
+def test_output_that_is_not_an_index_is_never_replaced(tiny_model_dir, tiny_beir, tmp_path):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(IndexBuildError, match="is not an index"):
+        build_index(tiny_model_dir, tiny_beir, precious, show_progress=False)
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IndexBuildError, match="not a directory"):
+        build_index(tiny_model_dir, tiny_beir, tmp_path / "file", show_progress=False)
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    build_index(tiny_model_dir, tiny_beir, tmp_path / "empty", show_progress=False)
+    SearchIndex.load(tmp_path / "empty").close()
 
 
 # ---- atomicity -----------------------------------------------------------------------------------
