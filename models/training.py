@@ -215,7 +215,7 @@ class Trainer:
         history.append({"epoch": 0, "loss": None, "dev": dev0, "elapsed_s": round(self.elapsed(), 1)})
         if dev0:
             self.log(f"epoch 0 (untrained): dev ndcg@10 {dev0['ndcg@10']:.4f}")
-        best_score, best_epoch = -1.0, 0
+        best_score, best_epoch = (dev0["ndcg@10"] if dev0 else float("-inf")), 0
         best_state = copy.deepcopy(self.model.state_dict())
         bad_epochs, stopped = 0, "epochs"
         rng = random.Random(cfg.seed)

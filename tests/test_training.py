@@ -114,7 +114,7 @@ def test_same_seed_same_model(tiny_beir):
 
 def test_max_minutes_bounds_the_run(tiny_beir):
     data = load_beir(tiny_beir)
-    t = small_trainer(data, epochs=10_000, max_minutes=0.25)
+    t = small_trainer(data, epochs=10_000, max_minutes=0.25, patience=10_000)
     res = t.fit()
     assert res.stopped == "time" and res.seconds < 0.25 * 60 + 5
 
