@@ -2,14 +2,16 @@
 
 Requests take a *lease* on the pair that is current when they start and keep it until they finish; a
 reload loads and checks the new pair aside (in a thread, while the old one keeps serving), swaps one
-reference, and closes the old pair only when its last lease is returned. All lease bookkeeping runs
-on the event loop thread, so it needs no lock.
+reference, and closes the old pair only when its last lease is returned. The compute threads take a
+lease of their own while they use a pair, so even a request abandoned mid-computation (client gone,
+task cancelled) cannot get its pair closed under a running encode or search; hence the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,36 @@ class Backend:
     leases: int = 0
     retired: bool = False
     closed: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self.closed:
+                raise NotReadyError("this model/index pair was replaced by a reload; retry the request")
+            self.leases += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.leases -= 1
+            last = self.retired and self.leases == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """No new leases come from the holder any more; close now if none is out, else at the last release."""
+        with self._lock:
+            self.retired = True
+            idle = self.leases == 0
+        if idle:
+            self.close()
+
+    @contextmanager
+    def pinned(self) -> Iterator[Backend]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
 
     @property
     def model_name(self) -> str:
@@ -53,10 +85,12 @@ class Backend:
         return self.index_dir.name
 
     def close(self) -> None:
-        if not self.closed:
+        with self._lock:
+            if self.closed:
+                return
             self.closed = True
-            self.index.close()
-            log.info("closed index %s", self.index_dir)
+        self.index.close()
+        log.info("closed index %s", self.index_dir)
 
     def model_info(self) -> dict[str, Any]:
         cfg = self.encoder.config
@@ -139,13 +173,8 @@ class BackendHolder:
         b = self.current
         if b is None:
             raise NotReadyError(f"service not ready: {self.reason}")
-        b.leases += 1
-        try:
+        with b.pinned():
             yield b
-        finally:
-            b.leases -= 1
-            if b.retired and b.leases == 0:
-                b.close()
 
     async def reload(self, model_dir: Path | None = None, index_dir: Path | None = None) -> tuple[Backend, Backend | None]:
         """Load the new pair aside and swap it in; on failure the old pair keeps serving."""
@@ -162,9 +191,7 @@ class BackendHolder:
             old, self.current = self.current, new  # the swap: one reference, atomic for every reader
             self.model_dir, self.index_dir, self.reason = mdir, idir, ""
             if old is not None:
-                old.retired = True
-                if old.leases == 0:
-                    old.close()
+                old.retire()
             log.info("reloaded: model %s, index %s (%d documents)", new.model_name, new.index_name, new.index.size)
             return new, old
 

@@ -77,9 +77,10 @@ def _run_jobs(jobs: Sequence[_Job], metrics: ServiceMetrics | None) -> list[list
     out: list[list[Hit] | BaseException] = [[] for _ in jobs]
     for idx in by_backend.values():
         try:
-            res: Sequence[list[Hit] | BaseException] = run_search_batch(
-                jobs[idx[0]].backend, [jobs[i].query for i in idx], metrics
-            )
+            with jobs[idx[0]].backend.pinned() as backend:
+                res: Sequence[list[Hit] | BaseException] = run_search_batch(
+                    backend, [jobs[i].query for i in idx], metrics
+                )
         except Exception as e:
             res = [e] * len(idx)
         for i, r in zip(idx, res, strict=True):

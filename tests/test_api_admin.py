@@ -249,3 +249,24 @@ def test_damage_found_while_serving_is_a_clean_503(tmp_path: Path, tiny_model_di
         r = c.post("/search", json={"query": "fever", "filter": {"aspect": "causes"}})
         assert_error(r, 503, "index_unavailable", "docs.sqlite")
         assert c.post("/search", json={"query": "fever"}).status_code == 200
+
+
+def test_a_retired_pair_closes_only_after_its_last_lease(tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    """The bookkeeping behind 'in-flight requests finish on the old pair', on a real loaded pair."""
+    import numpy as np
+
+    from app.backend import load_backend
+    from app.errors import NotReadyError
+
+    b = load_backend(tiny_model_dir, tiny_index_dir)
+    v = b.encoder.encode(["fever"])
+    with b.pinned():  # a request's lease
+        with b.pinned():  # the compute thread's own lease
+            b.retire()  # a reload swapped it out meanwhile
+            assert not b.closed
+            assert len(b.index.search(v, 3)[0]) == 3  # still fully usable
+        assert not b.closed
+    assert b.closed and b.leases == 0
+    with pytest.raises(NotReadyError):
+        b.acquire()
+    assert np.isfinite(v).all()

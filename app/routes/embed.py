@@ -31,6 +31,11 @@ _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r
 
 
 def _encode(backend: Backend, texts: list[str], tower: str, metrics: ServiceMetrics) -> np.ndarray:
+    with backend.pinned():
+        return _encode_pinned(backend, texts, tower, metrics)
+
+
+def _encode_pinned(backend: Backend, texts: list[str], tower: str, metrics: ServiceMetrics) -> np.ndarray:
     t0 = time.perf_counter()
     # The same call, tower and batch size as index building, and the same re-normalisation it applies
     # (index/build.py), so document vectors equal the index's bit for bit.
