@@ -73,7 +73,9 @@ def write_model_files(
 def atomic_dir(target: Path) -> Path:
     """A fresh temporary directory beside ``target``, on the same file system (for rename)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private (0700); a model folder is shared data (other users, containers)
+    return tmp
 
 
 def replace_dir(tmp: Path, target: Path) -> None:
