@@ -7,6 +7,7 @@ metric names in the global default registry.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -37,4 +38,7 @@ class ServiceMetrics:
             registry=self.registry,
             excluded_handlers=["/metrics"],
             should_group_untemplated=True,
-        ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=True, tags=["operations"])
+        ).instrument(app).expose(
+            # PlainTextResponse only documents what /metrics sends (Prometheus text), not JSON.
+            app, endpoint="/metrics", include_in_schema=True, tags=["operations"], response_class=PlainTextResponse
+        )

@@ -18,7 +18,7 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
 @router.post(
     "/admin/reload", response_model=ReloadResponse,
-    responses={r: {"model": ErrorResponse} for r in (401, 403, 404, 409, 422)},
+    responses={r: {"model": ErrorResponse} for r in (400, 401, 403, 404, 409, 413, 422)},
 )
 async def reload(holder: HolderDep, metrics: MetricsDep, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
     """Load the pair (the served folders, or those named) aside, check it, swap; in-flight requests finish
