@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from .backend import BackendHolder
+from .deps import Services
 from .errors import install_error_handlers
 from .logging_setup import configure_logging
 from .metrics import ServiceMetrics
@@ -51,7 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
     holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes)
     searcher = Searcher(settings, executor, metrics)
-    app.state.executor, app.state.holder, app.state.searcher = executor, holder, searcher
+    app.state.services = Services(settings, metrics, holder, searcher, executor)
     await holder.load_initial()
     if holder.current is not None:
         metrics.index_size.set(holder.current.index.size)

@@ -9,7 +9,8 @@ from fastapi import Request
 from .errors import AdminDisabledError, AuthInvalidError, AuthMissingError
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
+    # async: a plain def dependency would run in FastAPI's thread pool for no reason.
     key = request.app.state.settings.api_key
     if key is None or not key.get_secret_value():
         # Without a key there is no admin surface at all: look like a missing route, reveal nothing.

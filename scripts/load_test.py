@@ -1,14 +1,15 @@
 """Latency and throughput of ``/search`` over HTTP, with N concurrent clients.
 
     python scripts/load_test.py --model MODEL_DIR --index INDEX_DIR --queries QUERIES.jsonl \
-        [--concurrency 1,8,32] [--batching on,off] [--duration 10] [--json OUT]
+        [--concurrency 1,8,32] [--batching on,off] [--duration 8] [--repeat 2] [--json OUT]
 
-For each micro-batching setting it starts ``scripts/serve.py`` on a free port of 127.0.0.1 (a
-separate process), waits for /ready, and for each concurrency level runs that many clients, each
-sending its next query as soon as the last answer came (closed loop), for ``--duration`` seconds
-after a short warm-up. ``--url`` measures a server that is already running instead. Queries are
-drawn in a fixed order from a BEIR ``queries.jsonl`` (field "text"), a text file (one a line), or
-built-in examples. Prints p50/p99 latency (ms) and requests/s per setting.
+It starts one ``scripts/serve.py`` per micro-batching setting (separate processes, free ports of
+127.0.0.1), waits for /ready, then measures each concurrency level against each server in turn,
+``--repeat`` times: on a shared machine, interleaving spreads background load over the settings
+fairly, and the median over repeats damps it. Each client sends its next query as soon as the last
+answer came (closed loop) for ``--duration`` seconds after ``--warmup``. ``--url`` measures one
+running server instead. Queries come in a fixed order from a BEIR ``queries.jsonl`` (field "text"),
+a text file (one a line), or built-in examples. Prints p50/p99 latency (ms) and requests/s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -74,6 +76,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 
             r = httpx.get(f"{url}/ready", timeout=2)
             if r.status_code == 200:
                 return
+            # The lifespan loads before the server answers, so a 503 here is final: say why and stop.
+            raise SystemExit(f"server at {url} is not ready: {r.json().get('reason')}")
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -121,54 +125,71 @@ async def run_level(url: str, queries: list[str], clients: int, duration: float,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="model folder (to start a server)")
-    p.add_argument("--index", help="index folder (to start a server)")
+    p.add_argument("--model", help="model folder (to start servers)")
+    p.add_argument("--index", help="index folder (to start servers)")
     p.add_argument("--url", help="measure this running server instead of starting one (127.0.0.1 only)")
     p.add_argument("--queries", help="queries.jsonl (BEIR) or a text file, one query a line")
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--batching", default="on,off", help="micro-batching settings to measure (on, off)")
     p.add_argument("--batch-wait-ms", type=float, default=None)
     p.add_argument("--torch-threads", type=int, default=None)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per level")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per level")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds run before measuring, per level")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over all settings and levels; medians reported")
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--mode", default="dense", choices=["dense", "hybrid"])
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results (every round and the medians) here")
     args = p.parse_args()
+    # `timeout` and Ctrl-C end the run through the finally below, so no server is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     levels = [int(c) for c in args.concurrency.split(",")]
     queries = read_queries(args.queries)
-    results: list[dict[str, Any]] = []
-    settings = [None] if args.url else [b.strip() == "on" for b in args.batching.split(",")]
     if args.url and not args.url.startswith(("http://127.0.0.1", "http://localhost")):
         raise SystemExit("--url must point at 127.0.0.1 (load tests stay on this machine)")
     if not args.url and not (args.model and args.index):
-        raise SystemExit("give --model and --index (to start a server) or --url")
-    for batching in settings:
-        proc = None
-        url = args.url
-        if url is None:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            proc = start_server(args, bool(batching), port)
-        try:
+        raise SystemExit("give --model and --index (to start servers) or --url")
+    servers: dict[str, tuple[str, subprocess.Popen[bytes] | None]] = {}
+    rounds: list[dict[str, Any]] = []
+    try:
+        if args.url:
+            servers["-"] = (args.url, None)
+        else:
+            for b in args.batching.split(","):
+                port = free_port()
+                servers[b.strip()] = (f"http://127.0.0.1:{port}", start_server(args, b.strip() == "on", port))
+        sizes = {}
+        for name, (url, proc) in servers.items():
             wait_ready(url, proc)
-            size = httpx.get(f"{url}/info", timeout=5).json()["index"]["size"]
+            sizes[name] = httpx.get(f"{url}/info", timeout=5).json()["index"]["size"]
+        for rnd in range(args.repeat):
             for c in levels:
-                r = asyncio.run(run_level(url, queries, c, args.duration, args.warmup, args.top_k, args.mode))
-                r.update({"micro_batching": batching, "index_size": size, "mode": args.mode})
-                results.append(r)
-                print(f"batching={'-' if batching is None else ('on' if batching else 'off'):3} clients={c:3d} "
-                      f"docs={size:6d} p50={r['p50_ms']:7.2f}ms p99={r['p99_ms']:7.2f}ms rps={r['rps']:7.1f} "
-                      f"errors={r['errors']}", flush=True)
-        finally:
+                for name, (url, _) in servers.items():
+                    r = asyncio.run(run_level(url, queries, c, args.duration, args.warmup, args.top_k, args.mode))
+                    r.update({"round": rnd, "micro_batching": name, "index_size": sizes[name], "mode": args.mode})
+                    rounds.append(r)
+                    print(f"round {rnd} batching={name:3} clients={c:3d} docs={sizes[name]:6d} p50={r['p50_ms']:7.2f}ms "
+                          f"p99={r['p99_ms']:7.2f}ms rps={r['rps']:7.1f} errors={r['errors']}", flush=True)
+    finally:
+        for _, proc in servers.values():
             if proc is not None:
                 proc.terminate()
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+    summary = []
+    print("\nmedians over rounds:")
+    for name in servers:
+        for c in levels:
+            rs = [r for r in rounds if r["micro_batching"] == name and r["clients"] == c]
+            m = {"micro_batching": name, "clients": c, "index_size": rs[0]["index_size"],
+                 "errors": sum(r["errors"] for r in rs),
+                 **{k: statistics.median(r[k] for r in rs) for k in ("p50_ms", "p99_ms", "rps")}}
+            summary.append(m)
+            print(f"batching={name:3} clients={c:3d} docs={m['index_size']:6d} p50={m['p50_ms']:7.2f}ms "
+                  f"p99={m['p99_ms']:7.2f}ms rps={m['rps']:7.1f} errors={m['errors']}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"summary": summary, "rounds": rounds}, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 
-from app.deps import HolderDep, MetricsDep
+from app.deps import services
 from app.errors import ServiceError
 from app.schemas import ErrorResponse, ReloadRequest, ReloadResponse
 from app.security import require_admin
@@ -20,10 +20,12 @@ router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
     "/admin/reload", response_model=ReloadResponse,
     responses={r: {"model": ErrorResponse} for r in (400, 401, 403, 404, 409, 413, 422)},
 )
-async def reload(holder: HolderDep, metrics: MetricsDep, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
+async def reload(request: Request, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
     """Load the pair (the served folders, or those named) aside, check it, swap; in-flight requests finish
     on the old pair. A failure leaves the old pair serving and says why (422)."""
     start = time.perf_counter()
+    svc = services(request)
+    holder, metrics = svc.holder, svc.metrics
     body = body or ReloadRequest()
     try:
         new, old = await holder.reload(

@@ -7,10 +7,10 @@ import base64
 import time
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.backend import Backend
-from app.deps import ExecutorDep, HolderDep, MetricsDep, SettingsDep
+from app.deps import Services, services
 from app.errors import InvalidInputError
 from app.limits import check_texts
 from app.metrics import ServiceMetrics
@@ -45,21 +45,22 @@ def _encode_pinned(backend: Backend, texts: list[str], tower: str, metrics: Serv
     return v
 
 
-async def _embed(holder: HolderDep, executor: ExecutorDep, metrics: MetricsDep, texts: list[str], tower: str) -> tuple[np.ndarray, Backend]:
-    with holder.lease() as backend:
+async def _embed(svc: Services, texts: list[str], tower: str) -> tuple[np.ndarray, Backend]:
+    with svc.holder.lease() as backend:
         loop = asyncio.get_running_loop()
-        vectors = await loop.run_in_executor(executor, _encode, backend, texts, tower, metrics)
+        vectors = await loop.run_in_executor(svc.executor, _encode, backend, texts, tower, svc.metrics)
         return vectors, backend
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
 async def embed(
-    body: EmbedRequest, settings: SettingsDep, holder: HolderDep, executor: ExecutorDep, metrics: MetricsDep
+    body: EmbedRequest, request: Request
 ) -> EmbedResponse:
     """L2-normalised vectors; ``tower="document"`` gives exactly the vectors the index holds."""
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    check_texts(texts, settings)
-    vectors, backend = await _embed(holder, executor, metrics, texts, body.tower)
+    svc = services(request)
+    check_texts(texts, svc.settings)
+    vectors, backend = await _embed(svc, texts, body.tower)
     return EmbedResponse(
         data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
         model=backend.model_name, dim=backend.encoder.dim, tower=body.tower,
@@ -68,7 +69,7 @@ async def embed(
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, responses=_ERRORS)
 async def openai_embeddings(
-    body: OpenAIEmbeddingRequest, settings: SettingsDep, holder: HolderDep, executor: ExecutorDep, metrics: MetricsDep
+    body: OpenAIEmbeddingRequest, request: Request
 ) -> OpenAIEmbeddingResponse:
     """OpenAI's embeddings API: any ``model`` is accepted, the served model is named in the response.
 
@@ -84,8 +85,9 @@ async def openai_embeddings(
         if not t.strip():
             where = "input" if len(texts) == 1 else f"input[{i}]"
             raise InvalidInputError(f"{where} must not be empty or whitespace only")
-    check_texts(texts, settings)
-    vectors, backend = await _embed(holder, executor, metrics, texts, "query")
+    svc = services(request)
+    check_texts(texts, svc.settings)
+    vectors, backend = await _embed(svc, texts, "query")
     if body.dimensions is not None and body.dimensions != backend.encoder.dim:
         # Checked after encoding so the check and the vectors come from the same pair (a reload may swap it).
         raise InvalidInputError(f"dimensions must be {backend.encoder.dim} for this model (got {body.dimensions})")

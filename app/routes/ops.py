@@ -5,10 +5,10 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import HolderDep, SettingsDep
+from app.deps import services
 from app.schemas import HealthResponse, InfoResponse, ReadyResponse
 
 router = APIRouter(tags=["operations"])
@@ -28,8 +28,9 @@ async def health() -> HealthResponse:
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
-async def ready(holder: HolderDep) -> JSONResponse | ReadyResponse:
+async def ready(request: Request) -> JSONResponse | ReadyResponse:
     """Readiness: 200 only with a loaded, consistent model/index pair; else 503 and the reason."""
+    holder = services(request).holder
     b = holder.current
     if b is None:
         return JSONResponse(ReadyResponse(ready=False, reason=holder.reason).model_dump(), status_code=503)
@@ -37,8 +38,10 @@ async def ready(holder: HolderDep) -> JSONResponse | ReadyResponse:
 
 
 @router.get("/info", response_model=InfoResponse)
-async def info(holder: HolderDep, settings: SettingsDep) -> InfoResponse:
+async def info(request: Request) -> InfoResponse:
     """Model fingerprint, dimension and language; index type, size and build time; versions and limits."""
+    svc = services(request)
+    holder, settings = svc.holder, svc.settings
     b = holder.current
     return InfoResponse(
         ready=b is not None,

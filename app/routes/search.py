@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.deps import HolderDep, SearcherDep, SettingsDep
+from app.deps import services
 from app.limits import check_texts, check_top_k
 from app.schemas import ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
 from app.search import SearchQuery
@@ -19,8 +19,10 @@ router = APIRouter(tags=["search"])
 _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
 
 
-async def _search(body: SearchRequest, settings: SettingsDep, holder: HolderDep, searcher: SearcherDep) -> SearchResponse:
+async def _search(body: SearchRequest, request: Request) -> SearchResponse:
     start = time.perf_counter()
+    svc = services(request)
+    settings = svc.settings
     check_texts([body.query], settings, what="query")
     top_k = body.top_k
     if "top_k" in body.model_fields_set:
@@ -28,8 +30,8 @@ async def _search(body: SearchRequest, settings: SettingsDep, holder: HolderDep,
     else:
         top_k = min(top_k, settings.max_top_k)  # the default never exceeds a lower configured maximum
     q = SearchQuery(body.query, top_k, body.mode, body.min_score, body.filter or None)
-    with holder.lease() as backend:
-        hits = await searcher.search(backend, q)
+    with svc.holder.lease() as backend:
+        hits = await svc.searcher.search(backend, q)
         return SearchResponse(
             query=body.query,
             results=[
@@ -44,16 +46,14 @@ async def _search(body: SearchRequest, settings: SettingsDep, holder: HolderDep,
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
-async def search_post(body: SearchRequest, settings: SettingsDep, holder: HolderDep, searcher: SearcherDep) -> SearchResponse:
+async def search_post(body: SearchRequest, request: Request) -> SearchResponse:
     """Search the index; results best first. ``score`` ranks, ``dense_score`` is the cosine."""
-    return await _search(body, settings, holder, searcher)
+    return await _search(body, request)
 
 
 @router.get("/search", response_model=SearchResponse, responses=_ERRORS)
 async def search_get(
-    settings: SettingsDep,
-    holder: HolderDep,
-    searcher: SearcherDep,
+    request: Request,
     q: Annotated[str, Query(description="The query text.")],
     top_k: Annotated[int | None, Query(description="default 10")] = None,
     min_score: Annotated[float | None, Query()] = None,
@@ -68,4 +68,4 @@ async def search_get(
         # Report the URL parameter names (q, not the body's "query") under the "query" location.
         errors = [{**err, "loc": ("query", *("q" if x == "query" else x for x in err["loc"]))} for err in e.errors()]
         raise RequestValidationError(errors) from e
-    return await _search(body, settings, holder, searcher)
+    return await _search(body, request)
