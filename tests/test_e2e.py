@@ -104,3 +104,22 @@ def test_serve_script_starts_without_a_model_then_reports_why(
     assert httpx.post(f"{srv.url}/search", json={"query": "fever", "top_k": 8}).json()["error"]["type"] == "top_k_out_of_range"
     assert httpx.post(f"{srv.url}/admin/reload").status_code == 404  # no DSSM_API_KEY: admin disabled
     assert srv.proc.poll() is None  # still running
+
+
+def test_load_test_script_measures_a_real_server(tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    """scripts/load_test.py end to end, briefly: it starts its own server, measures, stops it."""
+    import subprocess
+    import sys
+
+    from tests.test_api_support import ROOT, server_env
+
+    out = tmp_path / "load.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "load_test.py"), "--model", str(tiny_model_dir),
+           "--index", str(tiny_index_dir), "--concurrency", "1,4", "--batching", "on,off",
+           "--duration", "1", "--warmup", "0.2", "--json", str(out)]
+    r = subprocess.run(cmd, env=server_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(out.read_text())["summary"]
+    assert {(s["micro_batching"], s["clients"]) for s in summary} == {("on", 1), ("on", 4), ("off", 1), ("off", 4)}
+    for s in summary:
+        assert s["errors"] == 0 and s["rps"] > 0 and 0 < s["p50_ms"] <= s["p99_ms"] and s["index_size"] == 180

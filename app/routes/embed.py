@@ -31,18 +31,15 @@ _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r
 
 
 def _encode(backend: Backend, texts: list[str], tower: str, metrics: ServiceMetrics) -> np.ndarray:
-    with backend.pinned():
-        return _encode_pinned(backend, texts, tower, metrics)
-
-
-def _encode_pinned(backend: Backend, texts: list[str], tower: str, metrics: ServiceMetrics) -> np.ndarray:
-    t0 = time.perf_counter()
-    # The same call, tower and batch size as index building, and the same re-normalisation it applies
-    # (index/build.py), so document vectors equal the index's bit for bit.
-    v = backend.encoder.encode(texts, tower=tower)
-    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    metrics.encode_seconds.labels(tower).observe(time.perf_counter() - t0)
-    return v
+    with backend.pinned():  # the compute thread's own lease (see app.backend)
+        t0 = time.perf_counter()
+        # The same call, tower and batch size as index building, and the same re-normalisation it
+        # applies (index/build.py), so document vectors equal the index's — to float32 rounding, since
+        # CPU matrix kernels may round the last bit differently for another batch shape.
+        v = backend.encoder.encode(texts, tower=tower)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        metrics.encode_seconds.labels(tower).observe(time.perf_counter() - t0)
+        return v
 
 
 async def _embed(svc: Services, texts: list[str], tower: str) -> tuple[np.ndarray, Backend]:
@@ -53,10 +50,8 @@ async def _embed(svc: Services, texts: list[str], tower: str) -> tuple[np.ndarra
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=_ERRORS)
-async def embed(
-    body: EmbedRequest, request: Request
-) -> EmbedResponse:
-    """L2-normalised vectors; ``tower="document"`` gives exactly the vectors the index holds."""
+async def embed(body: EmbedRequest, request: Request) -> EmbedResponse:
+    """L2-normalised vectors; ``tower="document"`` on ``title + " " + text`` gives what the index holds."""
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     svc = services(request)
     check_texts(texts, svc.settings)
@@ -68,9 +63,7 @@ async def embed(
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, responses=_ERRORS)
-async def openai_embeddings(
-    body: OpenAIEmbeddingRequest, request: Request
-) -> OpenAIEmbeddingResponse:
+async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> OpenAIEmbeddingResponse:
     """OpenAI's embeddings API: any ``model`` is accepted, the served model is named in the response.
 
     Queries use the query tower (what a client embeds to search with); ``/embed`` offers the other.
