@@ -115,7 +115,8 @@ class Vocab:
         i = self._index.get(ngram)
         if i is not None:
             return i
-        return len(self.ngrams) + zlib.crc32(ngram.encode("utf-8")) % self.num_buckets
+        # surrogatepass: a lone surrogate (valid in JSON as "\ud800") still hashes instead of raising.
+        return len(self.ngrams) + zlib.crc32(ngram.encode("utf-8", "surrogatepass")) % self.num_buckets
 
     def encode(self, text: str, max_words: int | None = None) -> list[list[int]]:
         """Word → n-gram ids of one text, cut to its first ``max_words`` words."""

@@ -77,3 +77,9 @@ def test_load_rejects_foreign_file(tmp_path):
 def test_detect_lang():
     assert detect_lang(["小孩发烧吃什么药", "月经量突然很多"]) == "zh"
     assert detect_lang(["What are the symptoms of glaucoma?"]) == "en"
+
+
+def test_lone_surrogate_does_not_crash():
+    # JSON can carry "\ud800"; it must hash into a bucket like any unseen n-gram.
+    ids = Vocab(["#go"], num_buckets=5).encode("a\ud800b go")
+    assert ids[-1][0] == 0 and all(0 <= i < 6 for w in ids for i in w)
