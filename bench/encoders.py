@@ -105,16 +105,19 @@ class MiniLMEncoder:
         return out
 
 
+def load_encoder(model_dir: str | os.PathLike) -> Any:
+    """A MiniLM encoder for a MiniLM encoder folder, else the LSTM-DSSM ``Encoder``."""
+    from models.encoder import Encoder
+
+    if (Path(model_dir) / MARKER).is_file():
+        return MiniLMEncoder.load(model_dir)
+    return Encoder.load(model_dir)
+
+
 class _EncoderLoader:
     """Stands in for ``models.encoder.Encoder`` where the product calls ``Encoder.load(path)``."""
 
-    @staticmethod
-    def load(model_dir: str | os.PathLike) -> Any:
-        from models.encoder import Encoder
-
-        if (Path(model_dir) / MARKER).is_file():
-            return MiniLMEncoder.load(model_dir)
-        return Encoder.load(model_dir)
+    load = staticmethod(load_encoder)
 
 
 def install_encoder_hook() -> None:

@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -130,17 +131,36 @@ def recombined_corpus(data: Path, n: int, out: Path, seed: int = 0) -> Path:
 # ---- index builds ----------------------------------------------------------------------------------
 
 
-def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat") -> dict[str, Any]:
-    """The product's build (encode, document store, FAISS, BM25, read-back with hashes), timed."""
-    from index import build_index
+def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", reuse: bool = False) -> dict[str, Any]:
+    """The product's build (encode, document store, FAISS, BM25, read-back with hashes), timed.
 
-    t0 = time.perf_counter()
-    m = build_index(model_dir, corpus, out, index_type=index_type, show_progress=False, dev_data=None)
-    wall = time.perf_counter() - t0
+    ``reuse``: an index already in ``out`` built from the same corpus by the same encoder is kept, and
+    its figures are read from its manifest (recorded when it was built), so a rerun measures serving
+    only. MiniLM takes most of a run encoding the corpus on 2 cores."""
+    import hashlib
+
+    from bench.encoders import load_encoder
+    from index import build_index
+    from index.manifest import read_manifest
+
+    h = hashlib.sha256()
+    with open(corpus, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    key = {"corpus_sha256": h.hexdigest(), "encoder": load_encoder(model_dir).fingerprint, "index_type": index_type}
+    stamp = out.parent / f"{out.name}.bench.json"  # what the index in ``out`` was built from
+    m = None
+    if (reuse and (out / "manifest.json").is_file() and stamp.is_file()
+            and json.loads(stamp.read_text(encoding="utf-8")) == key):
+        m = read_manifest(out)
+    reused = m is not None
+    if m is None:
+        m = build_index(model_dir, corpus, out, index_type=index_type, show_progress=False, dev_data=None)
+        stamp.write_text(json.dumps(key) + "\n", encoding="utf-8")
     s = m["build_seconds"]
     return {"documents": m["documents"], "encode_docs_per_s": m["encode_docs_per_second"],
-            "encode_s": s["encode"], "build_s": round(wall, 1), "faiss_s": s["faiss"], "bm25_s": s["bm25"],
-            "store_s": s["store"], "dim": m["dim"]}
+            "encode_s": s["encode"], "build_s": round(s["total"], 1), "faiss_s": s["faiss"], "bm25_s": s["bm25"],
+            "store_s": s["store"], "dim": m["dim"], "built_at": m["built_at"], "reused": reused}
 
 
 # ---- serving under load ----------------------------------------------------------------------------
@@ -172,7 +192,7 @@ def serve_and_load(system: str, model: Path, index: Path, bodies: Path, levels: 
 
 
 def ann_table(vectors: np.ndarray, queries: np.ndarray, types: list[str], tmp: Path, label: str,
-              latency_queries: int = 200) -> list[dict[str, Any]]:
+              out: list[dict[str, Any]], latency_queries: int = 200) -> None:
     """flat / hnsw / ivf with the product's defaults: build s, file and RAM MiB, recall@10 against
     exact search, ms/query one query at a time through the service's DenseIndex path (1 FAISS thread)."""
     import faiss
@@ -188,7 +208,6 @@ def ann_table(vectors: np.ndarray, queries: np.ndarray, types: list[str], tmp: P
     del exact
     np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
     mm = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-    out = []
     for t in types:
         spec = resolve_spec(t, n)
         t0 = time.perf_counter()
@@ -217,7 +236,6 @@ def ann_table(vectors: np.ndarray, queries: np.ndarray, types: list[str], tmp: P
               f"RAM {row['ram_mib']:7.1f} MiB  recall@10 {row['recall@10']:.4f}  {row['ms_per_query']:.3f} ms/query",
               flush=True)
         del di
-    return out
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -239,8 +257,9 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def print_tables(result: dict[str, Any]) -> None:
     m = result["machine"]
-    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, CPU only; load average at start "
-          f"{', '.join(f'{x:.2f}' for x in m['load_avg'])}")
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, CPU only; load average (1, 5, 15 min) "
+          f"at start {', '.join(f'{x:.2f}' for x in m['load_avg'])}, at end "
+          f"{', '.join(f'{x:.2f}' for x in m.get('load_avg_end', ()))}")
     print(f"dataset: {result['dataset']} ({result['documents']} documents), model: {result['model']}, "
           f"{len(result['queries'])} distinct queries, {result['seconds_per_level']} s per level\n")
     hdr = (f"{'system':<10} {'docs/s':>8} {'build s':>8} {'RSS MiB':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} "
@@ -262,6 +281,10 @@ def print_tables(result: dict[str, Any]) -> None:
         print(f"target {name}: {t}")
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="LSTM-DSSM model folder")
@@ -276,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-threads", type=int, default=2, help="torch threads per server (the README's setting for 2 cores)")
     p.add_argument("--scale-docs", type=int, default=100_000)
     p.add_argument("--scale-vectors", type=int, default=1_000_000)
-    p.add_argument("--scale-types", default="flat,hnsw,ivf")
+    p.add_argument("--scale-types", default="flat,hnsw,ivf", help="index types compared in the ANN tables")
+    p.add_argument("--scale-serve-types", default="flat,hnsw", help="index types of the 100k index served over HTTP")
     p.add_argument("--no-scale", action="store_true")
     p.add_argument("--scale-only", action="store_true", help="only the scale section")
     p.add_argument("--work", help="folder for corpora, indexes and server logs (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --work: keep indexes a previous run built there from the same corpus and encoder "
+                        "(their build figures come from their manifests)")
     a = p.parse_args(argv)
 
     model, data = Path(a.model), Path(a.data)
@@ -301,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     do_scale = not (a.quick or a.no_scale)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: still write what was measured
     from bench.encoders import install_encoder_hook, make_minilm_dir
 
     install_encoder_hook()
@@ -325,14 +353,14 @@ def main(argv: list[str] | None = None) -> int:
             for system in systems:
                 print(f"[{system}] building …", flush=True)
                 if system == "lstm-dssm" or (system == "bm25" and not lstm_index.exists()):
-                    info = build(model, corpus, lstm_index)
+                    info = build(model, corpus, lstm_index, reuse=a.reuse)
                     if system == "lstm-dssm":
                         result["systems"]["lstm-dssm"] = info
                     else:
                         result.setdefault("_lstm_build", info)
                 if system == "minilm":
                     mdir = make_minilm_dir(work / "minilm-encoder")
-                    info = build(mdir, corpus, work / "index-minilm")
+                    info = build(mdir, corpus, work / "index-minilm", reuse=a.reuse)
                     result["systems"]["minilm"] = info
                     serve_model, serve_index = mdir, work / "index-minilm"
                 elif system == "bm25":
@@ -358,9 +386,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"lstm-dssm ≥ {TARGET_RPS_RATIO:.0f}× minilm requests/s at equal concurrency: lowest ratio "
                     f"{worst:.2f}× → {'met' if worst >= TARGET_RPS_RATIO else 'NOT met'}")
         if do_scale:
-            result["scale"] = scale_section(a, model, data, work)
+            result["scale"] = {}
+            scale_section(a, model, data, work, result["scale"])
             result["targets"]["p99_at_scale"] = result["scale"]["target_p99"]
         result["seconds_total"] = round(time.perf_counter() - started, 1)
+        # Other work on a shared machine shows here: compare with load_avg at the start.
+        result["machine"]["load_avg_end"] = os.getloadavg()
         if not a.scale_only:
             print_tables(result)
         else:
@@ -375,29 +406,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def scale_section(a: argparse.Namespace, model: Path, data: Path, work: Path) -> dict[str, Any]:
+def scale_section(a: argparse.Namespace, model: Path, data: Path, work: Path, out: dict[str, Any]) -> None:
+    """Fills ``out`` as figures come in (a run stopped midway still reports what it measured)."""
     from models.encoder import Encoder
     from scripts.bench_index import synthetic
 
-    out: dict[str, Any] = {}
     types = [t.strip() for t in a.scale_types.split(",") if t.strip()]
     n = a.scale_docs
     print(f"[scale] {n} documents of recombined sentences of {data.name} …", flush=True)
     corpus = recombined_corpus(data, n, work / "corpus-scale.jsonl")
-    idx = work / "index-scale"
-    info = build(model, corpus, idx)
-    out["real"] = {"documents": n, **info}
-    print(f"[scale] built: {info['encode_docs_per_s']:.0f} docs/s, {info['build_s']:.1f} s; serving (flat) …", flush=True)
     queries = read_queries(data, a.queries)
     bodies = write_bodies(queries, work / "bodies-scale.jsonl")
     seconds = a.seconds if a.seconds is not None else 30.0
-    served = serve_and_load("lstm-dssm", model, idx, bodies, [8], seconds, work, a.torch_threads)
-    out["real"]["http"] = served
-    p99 = served["rows"][0]["p99_ms"]
-    tgt = f"/search p99 ≤ {TARGET_P99_MS_100K:.0f} ms at {n} documents with 8 clients: {p99:.2f} ms → " + (
-        "met" if p99 <= TARGET_P99_MS_100K else "NOT met")
-    out["target_p99"] = tgt
-    print(f"[scale] {tgt}", flush=True)
+    serve_types = [t.strip() for t in a.scale_serve_types.split(",") if t.strip()]
+    out["real"] = {"documents": n, "served": {}}
+    verdicts = []
+    for t in serve_types:
+        idx = work / ("index-scale" if t == "flat" else f"index-scale-{t}")
+        info = build(model, corpus, idx, index_type=t, reuse=a.reuse)
+        print(f"[scale] {t}: {info['encode_docs_per_s']:.0f} docs/s, built in {info['build_s']:.1f} s; serving …",
+              flush=True)
+        served = serve_and_load("lstm-dssm", model, idx, bodies, [8], seconds, work, a.torch_threads)
+        out["real"]["served"][t] = {**info, "http": served}
+        p99 = served["rows"][0]["p99_ms"]
+        verdicts.append(f"{t} {p99:.2f} ms ({'met' if p99 <= TARGET_P99_MS_100K else 'NOT met'})")
+        out["target_p99"] = (f"/search p99 ≤ {TARGET_P99_MS_100K:.0f} ms at {n} documents with 8 clients: "
+                             + ", ".join(verdicts))
+        print(f"[scale] {out['target_p99']}", flush=True)
+    idx = work / "index-scale" if (work / "index-scale").exists() else idx
 
     enc = Encoder.load(model)
     qv = enc.encode(queries[:1000], tower="query")
@@ -405,13 +441,13 @@ def scale_section(a: argparse.Namespace, model: Path, data: Path, work: Path) ->
     tmp = work / "ann"
     tmp.mkdir(exist_ok=True)
     print("[scale] ANN on the real vectors …", flush=True)
-    out["ann"] = ann_table(vectors, qv, types, tmp, f"{n} real (recombined)")
+    out["ann"] = []
+    ann_table(vectors, qv, types, tmp, f"{n} real (recombined)", out["ann"])
     del vectors
     if a.scale_vectors:
         print(f"[scale] ANN on {a.scale_vectors} synthetic unit vectors …", flush=True)
         vec, q = synthetic(a.scale_vectors, 128, 1000)
-        out["ann"] += ann_table(vec, q, types, tmp, f"{a.scale_vectors} synthetic")
-    return out
+        ann_table(vec, q, types, tmp, f"{a.scale_vectors} synthetic", out["ann"])
 
 
 if __name__ == "__main__":
