@@ -56,7 +56,7 @@ class Server:
     model: Path
     index: Path
     log_path: Path
-    torch_threads: int = 2
+    torch_threads: int = 1
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
