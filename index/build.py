@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models.bm25 import BM25
-from models.data import Corpus, DataError, Qrels, load_corpus, load_qrels, load_queries
+from models.data import Corpus, DataError, Qrels, check_qrels, load_corpus, load_qrels, load_queries
 from models.encoder import Encoder
 from models.io import atomic_dir, replace_dir
 
@@ -76,12 +76,7 @@ def load_dev(folder: str | os.PathLike, doc_ids: set[str]) -> tuple[dict[str, st
     qrels = load_qrels(qp)
     if not qrels:
         raise DataError(f"{qp}: no judged pairs")
-    for qid, rel in qrels.items():
-        if qid not in queries:
-            raise DataError(f"{qp}: query id {qid!r} is not in {d / 'queries.jsonl'}")
-        for did in rel:
-            if did not in doc_ids:
-                raise DataError(f"{qp}: corpus id {did!r} (query {qid!r}) is not in the corpus being indexed")
+    check_qrels(qp, qrels, queries, doc_ids, str(d / "queries.jsonl"), "the corpus being indexed")
     return {q: queries[q] for q in qrels}, qrels
 
 

@@ -142,6 +142,19 @@ def load_qrels(path: Path) -> Qrels:
     return qrels
 
 
+def check_qrels(
+    path: Path, qrels: Qrels, queries: dict[str, str], doc_ids: set[str],
+    queries_name: str = "queries.jsonl", corpus_name: str = "corpus.jsonl",
+) -> None:
+    """Every judged pair must name a known query and a known document."""
+    for qid, rel in qrels.items():
+        if qid not in queries:
+            raise DataError(f"{path}: query id {qid!r} is not in {queries_name}")
+        for did in rel:
+            if did not in doc_ids:
+                raise DataError(f"{path}: corpus id {did!r} (query {qid!r}) is not in {corpus_name}")
+
+
 def load_beir(folder: str | os.PathLike, splits: tuple[str, ...] = ("train", "dev", "test")) -> Dataset:
     """A BEIR folder. Splits whose qrels file is absent are left out; at least one must exist."""
     d = Path(folder)
@@ -158,12 +171,7 @@ def load_beir(folder: str | os.PathLike, splits: tuple[str, ...] = ("train", "de
         if not p.is_file():
             continue
         qr = load_qrels(p)
-        for qid, rel in qr.items():
-            if qid not in queries:
-                raise DataError(f"{p}: query id {qid!r} is not in queries.jsonl")
-            for did in rel:
-                if did not in doc_ids:
-                    raise DataError(f"{p}: corpus id {did!r} (query {qid!r}) is not in corpus.jsonl")
+        check_qrels(p, qr, queries, doc_ids)
         qrels[s] = qr
     if not qrels:
         raise DataError(f"{d}: no qrels/{{{','.join(splits)}}}.tsv found")
