@@ -7,15 +7,17 @@ The settings live in the manifest's ``fusion`` entry, which :class:`index.Search
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from models.data import Qrels
-from models.fusion import rrf
-from models.metrics import evaluate_run
+
+from .evaluation import evaluate_run
+
+K = TypeVar("K", bound=Hashable)
 
 DEPTH = 100  # candidates taken from each side, as in scripts/evaluate.py
 DEFAULT_FUSION: dict[str, Any] = {"method": "rrf", "k": 10, "depth": DEPTH, "chosen_on": "default"}
@@ -32,6 +34,20 @@ class Candidates:
     lexical: list[int]
     bm25: dict[int, float]
     cos: dict[int, float]
+
+
+def rrf(rankings: Sequence[Sequence[K]], k: float = 60.0, weights: Sequence[float] | None = None) -> list[tuple[K, float]]:
+    """Reciprocal rank fusion: score(d) = Σ_r w_r / (k + rank_r(d)), rank from 1; best first.
+
+    Works on any hashable keys (corpus ids, index rows). Ties break by first appearance (first ranking
+    first), so the result is deterministic.
+    """
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[K, float] = {}
+    for w, ranking in zip(weights, rankings, strict=True):
+        for r, d in enumerate(ranking, 1):
+            scores[d] = scores.get(d, 0.0) + w / (k + r)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
 def check_fusion(settings: Any) -> str | None:
@@ -51,7 +67,7 @@ def check_fusion(settings: Any) -> str | None:
 def fuse(c: Candidates, settings: dict[str, Any]) -> list[tuple[int, float]]:
     """(row, fused score) best first; ties keep first appearance (dense list first)."""
     if settings["method"] == "rrf":
-        return rrf([c.dense, c.lexical], k=float(settings["k"]))  # type: ignore[list-item]
+        return rrf([c.dense, c.lexical], k=float(settings["k"]))
     # Weighted: min-max normalised cosine (over this query's candidates) against BM25 / its max, so both
     # sides span [0, 1] whatever the query; a document BM25 did not return counts as BM25 0.
     rows = list(dict.fromkeys(c.dense + c.lexical))

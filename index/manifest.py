@@ -6,7 +6,6 @@ always compares sizes (cheap: catches truncation and missing files) and compares
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -15,19 +14,13 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from common.fs import sha256_file
+
 from .errors import IndexLoadError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "lstm-dssm-index"
 FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_files(directory: Path) -> dict[str, dict[str, Any]]:

@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bm25s
 import numpy as np
-
-from models.bm25 import BM25
-from models.encoder import Encoder
 
 from .dense import FAISS_FILE, VECTORS_FILE, Allowed, DenseIndex, normalise
 from .errors import IndexLoadError, IndexMismatchError
 from .fusion import DEPTH, Candidates, check_fusion, fuse
+from .lexical import BM25
 from .manifest import MANIFEST_FILE, check_files, read_manifest
+from .protocols import TextEncoder
 from .store import STORE_FILE, DocStore, canonical_value
 
 BM25_DIR = "bm25"
@@ -41,20 +39,6 @@ class Hit:
 
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (rows (n,) int64, scores (n,) float32), best first
-
-
-def _load_bm25(path: Path, lang: str, count: int) -> BM25:
-    b = BM25(lang)
-    try:
-        # Memory-mapped: the service does not hold the score matrix in RAM. (BM25.load has no mmap
-        # switch, so its two attributes are set here the way it sets them.)
-        b.model = bm25s.BM25.load(str(path), mmap=True)
-        b.num_docs = int(b.model.scores["num_docs"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise IndexLoadError(f"{path}: cannot read the BM25 index ({e})") from e
-    if b.num_docs != count:
-        raise IndexLoadError(f"{path}: BM25 index holds {b.num_docs} documents, manifest says {count}")
-    return b
 
 
 class SearchIndex:
@@ -80,7 +64,7 @@ class SearchIndex:
         return dict(self.manifest["fusion"])
 
     @classmethod
-    def load(cls, index_dir: str | os.PathLike, encoder: Encoder | None = None, verify_hashes: bool = False) -> SearchIndex:
+    def load(cls, index_dir: str | os.PathLike, encoder: TextEncoder | None = None, verify_hashes: bool = False) -> SearchIndex:
         """Open an index directory. With ``encoder``, refuse an index built by another model or of another
         dimension (:class:`IndexMismatchError`). File sizes are always checked against the manifest,
         sha256 hashes only with ``verify_hashes`` (reads every byte)."""
@@ -99,13 +83,13 @@ class SearchIndex:
         if encoder is not None:
             if encoder.dim != dim:
                 raise IndexMismatchError(
-                    f"{d}: the index holds {dim}-dimensional vectors but model {encoder.path or '(in memory)'} "
+                    f"{d}: the index holds {dim}-dimensional vectors but model {encoder.name or '(in memory)'} "
                     f"makes {encoder.dim}-dimensional ones; rebuild the index with this model"
                 )
             if encoder.fingerprint != fp:
                 raise IndexMismatchError(
                     f"{d}: the index was built with model {m['model'].get('path', '?')} (fingerprint {fp[:12]}), "
-                    f"not with {encoder.path or '(in memory)'} (fingerprint {encoder.fingerprint[:12] or 'none'}); "
+                    f"not with {encoder.name or '(in memory)'} (fingerprint {encoder.fingerprint[:12] or 'none'}); "
                     "load the model it was built with, or rebuild the index"
                 )
         why = check_fusion(m.get("fusion"))
@@ -117,7 +101,7 @@ class SearchIndex:
             if store.count != count:
                 raise IndexLoadError(f"{d / STORE_FILE}: holds {store.count} documents, manifest says {count}")
             dense = DenseIndex.load(d, dim, count, search_params)
-            bm25 = _load_bm25(d / bm25_info["dir"], lang, count) if bm25_info else None
+            bm25 = BM25.load(d / bm25_info["dir"], lang, count) if bm25_info else None
         except BaseException:
             store.close()
             raise

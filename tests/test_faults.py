@@ -30,11 +30,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from tests.support import API_KEY, ROOT, ServerProcess, start_uvicorn
 from tests.synthetic import make_beir
 from tests.test_api import make_settings
-from tests.test_api_support import API_KEY, ROOT, ServerProcess, start_uvicorn
-
-pytest_plugins = ["tests.test_api_support"]
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

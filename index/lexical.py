@@ -1,5 +1,6 @@
-"""BM25 (bm25s) with the tokenisation of the reference figures: English with English stopwords and the
-Snowball stemmer; Chinese as every character plus every overlapping two-character window."""
+"""The lexical side: BM25 (bm25s) with the tokenisation of the reference figures, in one place: English
+with English stopwords and the Snowball stemmer; Chinese as every character plus every overlapping
+two-character window. Used by the index build, the served index, evaluation and hard-negative mining."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import bm25s
 import numpy as np
 import Stemmer
 
-from .featurizer import normalize
+from models.featurizer import normalize
+
+from .errors import IndexLoadError
+
+TOKENIZERS = {
+    "en": "bm25s.tokenize(stopwords='en', stemmer=Stemmer('english'))",
+    "zh": "every character + every overlapping two-character window",
+}
 
 
 def zh_tokens(text: str) -> list[str]:
@@ -26,7 +34,7 @@ class BM25:
         self.model = bm25s.BM25()
         self._stemmer = Stemmer.Stemmer("english") if lang == "en" else None
 
-    def _tokenize(self, texts: Sequence[str]):
+    def _tokenize(self, texts: Sequence[str]) -> object:
         if self.lang == "en":
             return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False)
         # Chinese: our own tokens, given to bm25s as lists of strings.
@@ -56,8 +64,15 @@ class BM25:
         self.model.save(str(path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, lang: str) -> BM25:
+    def load(cls, path: str | os.PathLike, lang: str, count: int | None = None, mmap: bool = True) -> BM25:
+        """Open a saved index; memory-mapped by default, so a service does not hold the score matrix in
+        RAM. ``count``: the number of documents it must hold (checked)."""
         b = cls(lang)
-        b.model = bm25s.BM25.load(str(path))
-        b.num_docs = int(b.model.scores["num_docs"])
+        try:
+            b.model = bm25s.BM25.load(str(path), mmap=mmap)
+            b.num_docs = int(b.model.scores["num_docs"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise IndexLoadError(f"{path}: cannot read the BM25 index ({e})") from e
+        if count is not None and b.num_docs != count:
+            raise IndexLoadError(f"{path}: BM25 index holds {b.num_docs} documents, manifest says {count}")
         return b
