@@ -225,7 +225,8 @@ class DenseIndex:
         """Per-call FAISS parameters (thread-safe, unlike setting them on the index): efSearch at least
         k, and both efSearch and nprobe widened by ``scale`` when a filter or a short result asks."""
         if self.kind == "hnsw":
-            p = faiss.SearchParametersHNSW()
+            # SearchParametersHNSW exists at run time (SWIG) but not in the faiss stubs mypy sees.
+            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             p.efSearch = int(min(max(self.search_params.get("efSearch", 64), k) * scale, max(self.n, 1)))
         elif self.kind == "ivf":
             p = faiss.SearchParametersIVF()
@@ -284,7 +285,7 @@ class DenseIndex:
     def search(self, vectors: np.ndarray, k: int, allowed: Allowed | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query: (rows, exact cosines), best first, min(k, #allowed) of them."""
         q = normalise(vectors, self.dim)
-        m = self.n if allowed is None else allowed.rows.size
+        m = self.n if allowed is None else int(allowed.rows.size)
         kk = min(k, m)
         if kk <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
@@ -304,10 +305,14 @@ class DenseIndex:
                     short.append(qi)
                     continue
                 results[qi] = _top(row, self.cosines(q[qi], row), kk)
-            todo = np.asarray(short, dtype=np.int64)
+            todo = np.asarray(short, dtype=np.int64)  # (n_short,)
             scale *= 4
-        for qi, res in enumerate(results):
+        for i, res in enumerate(results):
             if res is not None and res[0].size < kk:
                 # Even the widest approximate search came back short (HNSW under a narrow filter): scan.
-                results[qi] = self.exact(q[qi : qi + 1], kk, None if allowed is None else allowed.rows)[0]
-        return results  # type: ignore[return-value]
+                results[i] = self.exact(q[i : i + 1], kk, None if allowed is None else allowed.rows)[0]
+        # Every query left ``todo`` with its result filled (the loop ends only when none is short).
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):
+            raise RuntimeError("dense search left a query without results")
+        return done

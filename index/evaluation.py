@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from .protocols import TextEncoder
 if TYPE_CHECKING:
     from .search import Hit, SearchIndex
 
-Run = dict[str, Sequence[str]]  # query id → ranked doc ids, best first
+Run = Mapping[str, Sequence[str]]  # query id → ranked doc ids, best first
 Scores = dict[str, list[float]]  # query id → the scores of its run, same order
 SYSTEMS = ("lstm-dssm", "bm25", "hybrid")
 DEPTH = 100  # every run is cut to its top 100 (Recall@100)

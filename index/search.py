@@ -177,7 +177,11 @@ class SearchIndex:
                 out[qi] = (rows[keep][:kk], scores[keep][:kk].astype(np.float32))
             todo = short
             depth = min(n, depth * 4)
-        return out  # type: ignore[return-value]
+        # Every query left ``todo`` with its list filled (the loop ends only when none is short).
+        done = [r for r in out if r is not None]
+        if len(done) != len(out):
+            raise RuntimeError("BM25 search left a query without results")
+        return done
 
     # ---- public API ------------------------------------------------------------------------------
 
@@ -229,7 +233,9 @@ class SearchIndex:
             raise ValueError(f"fusion: {why}")
         depth = max(k, int(settings.get("depth", DEPTH)))
         cands = self.hybrid_candidates(queries, vectors, depth, filter)
-        ranked = [[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands]
+        ranked: list[list[tuple[int, float, float | None]]] = [
+            [(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands
+        ]
         return self._hits(ranked)
 
     def documents(self, ids: list[str]) -> list[Hit | None]:

@@ -254,7 +254,7 @@ class Trainer:
                 "elapsed_s": round(self.elapsed(), 1),
             }
             history.append(rec)
-            score = dev["ndcg@10"] if dev else -rec["loss"]
+            score = dev["ndcg@10"] if dev else -(total / n)
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"

@@ -207,7 +207,8 @@ def test_filter_on_bm25_and_hybrid(flat: SearchIndex, encoder, queries):
 # ---- BM25 and hybrid -----------------------------------------------------------------------------
 
 
-def test_bm25_side_equals_models_bm25(flat: SearchIndex, corpus, queries):
+def test_served_bm25_side_equals_a_fresh_bm25_index(flat: SearchIndex, corpus, queries):
+    """Save, memory-mapped load and the served path change nothing (the formula itself: tests/test_lexical.py)."""
     ref = BM25("en").index(corpus.full_texts())
     idx, sc = ref.search(queries, 10)
     for hits, rows, scores in zip(flat.search_bm25(queries, 10), idx, sc, strict=True):
