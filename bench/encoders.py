@@ -83,6 +83,10 @@ class MiniLMEncoder:
     def lang(self) -> str:
         return "en"
 
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return None
+
     def info(self) -> dict[str, Any]:
         # max_seq_length counts word pieces, not words.
         return {"kind": "minilm", "lang": "en", "shared_towers": True, "pooling": "mean",

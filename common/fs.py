@@ -43,6 +43,21 @@ def sha256_files(paths: list[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write one file atomically: a temporary file beside it, flushed, then renamed over it."""
+    target = Path(path)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

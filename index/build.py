@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,13 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from common.fs import ForeignFolderError, atomic_dir, guard_target
-from models.data import Corpus, DataError, Qrels, check_qrels, load_corpus, load_qrels, load_queries
+from models.data import Corpus, DataError, Dataset, Qrels, check_qrels, load_corpus, load_qrels, load_queries
 
 from .dense import FAISS_FILE, VECTORS_FILE, build_faiss, make_empty, resolve_spec
 from .errors import IndexBuildError
-from .fusion import DEFAULT_FUSION, DEPTH, choose_fusion
+from .fusion import DEFAULT_FUSION, DEPTH, check_fusion, choose_fusion, choose_model_fusion, settings_of
 from .lexical import BM25, TOKENIZERS
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, library_versions, list_files, write_manifest
+from .probes import probe_queries
 from .protocols import TextEncoder
 from .search import BM25_DIR, SearchIndex
 from .store import STORE_FILE, write_store
@@ -91,6 +93,16 @@ def check_target(target: Path) -> None:
         raise IndexBuildError(str(e)) from e
 
 
+def model_fusion(encoder: TextEncoder) -> dict[str, Any]:
+    """Without dev data of the corpus: the fusion fitted with the model on its training dev split, else
+    the default RRF k=10."""
+    f = encoder.fusion
+    if f is None or check_fusion(f) is not None:
+        return dict(DEFAULT_FUSION)
+    dev = {k: f[k] for k in ("dev_queries", "dev_ndcg@10", "dev_dense_ndcg@10", "dev_bm25_ndcg@10") if k in f}
+    return {**settings_of(f), "depth": int(f.get("depth", DEPTH)), "chosen_on": "model", "model_dev": dev}
+
+
 def check_vectors(vectors: np.ndarray, n: int, encoder: TextEncoder) -> None:
     """The encoder contract the index relies on (inner product = cosine): (n, dim) finite unit rows."""
     if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.shape != (n, encoder.dim):
@@ -99,6 +111,30 @@ def check_vectors(vectors: np.ndarray, n: int, encoder: TextEncoder) -> None:
     norms = np.linalg.norm(vectors, axis=1)
     if not np.isfinite(norms).all() or np.abs(norms - 1).max(initial=0) > 1e-3:
         raise IndexBuildError(f"encoder {encoder.name} returned vectors that are not finite unit vectors")
+
+
+PROBES = 1000  # probe queries for a model's fusion (index/probes.py)
+
+
+def fit_model_fusion(encoder: TextEncoder, data: Dataset, probes: int = PROBES, seed: int = 0) -> dict[str, Any] | None:
+    """The fusion a model carries (``fusion.json``), for corpora without judgements of their own: fitted
+    over a temporary flat index of its training corpus on the dev split and on probe queries made from
+    that corpus (index/fusion.py ``choose_model_fusion``). None when the data has no dev split."""
+    dev = data.qrels.get("dev")
+    if not dev:
+        return None
+    qids = list(dev)
+    texts = [data.queries[q] for q in qids]
+    ptexts, prels = probe_queries(data.corpus, min(probes, max(len(qids), 200)), encoder.lang, seed)
+    with tempfile.TemporaryDirectory(prefix="dssm-fusion-") as tmp:
+        out = Path(tmp) / "index"
+        build_index(encoder, data.corpus, out, show_progress=False, durable=False, log=lambda s: None)
+        with SearchIndex.load(out, encoder) as idx:
+            cands = idx.hybrid_candidates(texts, encoder.encode(texts, tower="query"), DEPTH)
+            pcands = idx.hybrid_candidates(ptexts, encoder.encode(ptexts, tower="query"), DEPTH) if ptexts else []
+    f = choose_model_fusion(cands, qids, dev, pcands, prels, data.corpus.ids)
+    f["dev_data"] = data.name
+    return f
 
 
 def build_index(
@@ -181,7 +217,7 @@ def build_index(
                       "build": spec.build, "search": spec.search},
             "bm25": {"dir": BM25_DIR, "lang": encoder.lang, "library": "bm25s BM25() defaults",
                      "tokenizer": TOKENIZERS.get(encoder.lang, encoder.lang)},
-            "fusion": dict(DEFAULT_FUSION),
+            "fusion": model_fusion(encoder),
             "encode_docs_per_second": round(n / max(seconds["encode"], 1e-9), 1),
             "libraries": library_versions(),
         }
@@ -196,7 +232,8 @@ def build_index(
             qv = encoder.encode([queries[q] for q in qids], tower="query", batch_size=batch_size)
             with SearchIndex.load(tmp, encoder) as idx:
                 cands = idx.hybrid_candidates([queries[q] for q in qids], qv, DEPTH)
-            manifest["fusion"] = {**choose_fusion(cands, qids, qrels, corpus.ids), "dev_data": dev_source}
+            prior = encoder.fusion if encoder.fusion is not None and check_fusion(encoder.fusion) is None else None
+            manifest["fusion"] = {**choose_fusion(cands, qids, qrels, corpus.ids, prior=prior), "dev_data": dev_source}
             seconds["fusion"] = time.perf_counter() - t
 
         seconds["total"] = time.perf_counter() - t_start

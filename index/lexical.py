@@ -45,16 +45,29 @@ class BM25:
         self.num_docs = len(texts)
         return self
 
+    def query_tokens(self, queries: Sequence[str]) -> list[list[str]]:
+        """The query's terms as the index sees them (stopwords dropped and stemmed; CJK chars + bigrams)."""
+        if self.lang == "en":
+            return [list(t) for t in bm25s.tokenize(
+                list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
+            )]
+        return [zh_tokens(q) for q in queries]
+
+    def query_stats(self, queries: Sequence[str]) -> list[tuple[int, float]]:
+        """Per query: (number of terms, share of them that occur in the corpus), signals of how well the
+        lexical side can match it (the adaptive fusion's ``qlen`` and ``known`` features)."""
+        vocab = self.model.vocab_dict
+        out = []
+        for toks in self.query_tokens(queries):
+            n = len(toks)
+            out.append((n, sum(t in vocab for t in toks) / n if n else 0.0))
+        return out
+
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, k) document indices and scores, best first; k is cut to the corpus size."""
         k = min(k, self.num_docs)
-        if self.lang == "en":
-            # Tokenise queries with the corpus vocabulary so unseen words are simply dropped.
-            tok = bm25s.tokenize(
-                list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
-            )
-        else:
-            tok = [zh_tokens(q) for q in queries]
+        # Unknown words simply match nothing.
+        tok = self.query_tokens(queries)
         # A query left with no known token would make bm25s fail: give it a token that matches nothing.
         tok = [t if t else ["\x00"] for t in tok]
         docs, scores = self.model.retrieve(tok, k=k, show_progress=False, n_threads=1)

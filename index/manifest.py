@@ -7,14 +7,13 @@ always compares sizes (cheap: catches truncation and missing files) and compares
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sqlite3
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from common.fs import sha256_file
+from common.fs import atomic_write, sha256_file
 
 from .errors import IndexLoadError
 
@@ -45,13 +44,7 @@ def library_versions() -> dict[str, str]:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` via a temporary file and rename (never a half-written manifest)."""
-    target = directory / MANIFEST_FILE
-    tmp = directory / f".{MANIFEST_FILE}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

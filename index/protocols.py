@@ -53,6 +53,12 @@ class TextEncoder(Protocol):
         """Descriptive fields for ``/info`` (pooling, lengths …); free-form."""
         ...
 
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        """The hybrid fusion fitted with this encoder on its training data's dev split (index/fusion.py
+        settings), used by an index build without dev data of its own; None when there is none."""
+        ...
+
 
 EncoderLoader = Callable[[Path], TextEncoder]  # a model folder → its encoder (the app's reload uses it)
 

@@ -211,12 +211,15 @@ class SearchIndex:
         allowed = self._allowed(filter)
         dense = self._dense.search(q, depth, allowed)
         lexical = self._bm25_ranked(queries, depth, allowed)
+        assert self._bm25 is not None  # _bm25_ranked refused an index without a BM25 side
+        stats = self._bm25.query_stats(queries)
         out = []
         for qi, ((drows, dsc), (lrows, lsc)) in enumerate(zip(dense, lexical, strict=True)):
             cos = dict(zip(drows.tolist(), dsc.tolist(), strict=True))
             missing = np.array([r for r in lrows.tolist() if r not in cos], dtype=np.int64)
             cos.update(zip(missing.tolist(), self._dense.cosines(q[qi], missing).tolist(), strict=True))
-            out.append(Candidates(drows.tolist(), lrows.tolist(), dict(zip(lrows.tolist(), lsc.tolist(), strict=True)), cos))
+            bm25 = dict(zip(lrows.tolist(), lsc.tolist(), strict=True))
+            out.append(Candidates(drows.tolist(), lrows.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1]))
         return out
 
     def search_hybrid(

@@ -25,16 +25,18 @@ class Encoder:
     recurrence wastes few steps on padding; results come back in input order.
     """
 
-    def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "") -> None:
+    def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "",
+                 fusion: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.config = model.cfg
         self.fingerprint = fingerprint
         self.path = path
+        self.fusion = fusion  # the hybrid fusion fitted with the model (fusion.json), if any
 
     @classmethod
     def from_loaded(cls, lm: LoadedModel) -> Encoder:
-        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path))
+        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path), lm.fusion)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike) -> Encoder:

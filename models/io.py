@@ -15,7 +15,7 @@ from typing import Any
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
-from common.fs import atomic_dir, sha256_files
+from common.fs import atomic_dir, atomic_write, sha256_files
 
 from .config import ModelConfig
 from .featurizer import Vocab
@@ -24,6 +24,9 @@ from .tower import LSTMDSSM
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.safetensors"
+# The hybrid fusion fitted on the training data's dev split (index/fusion.py settings; optional). Not part
+# of the fingerprint: refitting how to fuse does not change a single vector of an index.
+FUSION_FILE = "fusion.json"
 MODEL_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)
 
 
@@ -38,6 +41,7 @@ class LoadedModel:
     config: ModelConfig
     fingerprint: str
     path: Path
+    fusion: dict[str, Any] | None = None
 
 
 def fingerprint(model_dir: str | os.PathLike) -> str:
@@ -74,6 +78,11 @@ def save_model(
             (tmp / name).write_bytes(data)
 
 
+def write_fusion(model_dir: str | os.PathLike, fusion: dict[str, Any]) -> None:
+    """Store the hybrid fusion fitted with this model (``fusion.json``, atomically; not fingerprinted)."""
+    atomic_write(Path(model_dir) / FUSION_FILE, (json.dumps(fusion, indent=2) + "\n").encode())
+
+
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Load a model directory for inference (eval mode); clear errors for missing or foreign files."""
     d = Path(model_dir)
@@ -97,4 +106,12 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if unexpected or [k for k in missing if not k.startswith("doc.")]:
         raise ModelDirError(f"{d / WEIGHTS_FILE}: weights do not match config (missing {missing}, unexpected {unexpected})")
     model.eval()
-    return LoadedModel(model, vocab, cfg, fingerprint(d), d)
+    fusion = None
+    if (d / FUSION_FILE).is_file():
+        try:
+            fusion = json.loads((d / FUSION_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelDirError(f"{d / FUSION_FILE}: not valid JSON ({e})") from e
+        if not isinstance(fusion, dict):
+            raise ModelDirError(f"{d / FUSION_FILE}: must be a JSON object")
+    return LoadedModel(model, vocab, cfg, fingerprint(d), d, fusion)
