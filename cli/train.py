@@ -17,9 +17,12 @@ from pathlib import Path
 import torch
 
 from cli._run import UsageError, run_cli
+from common.fs import ForeignFolderError, guard_target
+from index.build import fit_model_fusion
 from models.config import ModelConfig
 from models.data import load_dataset
-from models.io import is_model_dir, load_model
+from models.encoder import Encoder
+from models.io import is_model_dir, load_model, write_fusion
 from models.training import TrainConfig, Trainer, resolve_lang
 
 # Defaults by language, chosen on the dev splits (see README, "Training results").
@@ -75,8 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_out(out: Path) -> None:
     """Refuse to replace a non-empty folder that is not a model directory."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_model_dir(out))):
-        raise UsageError(f"--out {out} exists and is not an LSTM-DSSM model directory; choose another path")
+    try:
+        guard_target(out, is_model_dir, "an LSTM-DSSM model directory")
+    except ForeignFolderError as e:
+        raise UsageError(f"--out {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     if best:
         msg += f"; dev ndcg@10 {best['ndcg@10']:.4f} mrr@10 {best['mrr@10']:.4f} recall@100 {best['recall@100']:.4f}"
     print(msg)
+    # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted).
+    fusion = fit_model_fusion(Encoder.load(out), data)
+    if fusion is not None:
+        write_fusion(out, fusion)
+        how = fusion["method"] + (f" on {fusion['base']}" if fusion["method"] == "adaptive" else "")
+        print(f"hybrid fusion ({fusion['chosen_on']}): {how}; dev ndcg@10 {fusion['dev_ndcg@10']:.4f} "
+              f"(dense {fusion['dev_dense_ndcg@10']:.4f}, bm25 {fusion['dev_bm25_ndcg@10']:.4f})", flush=True)
     return 0
 
 
