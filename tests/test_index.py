@@ -4,12 +4,7 @@ failure modes: interrupted builds, another model, missing / truncated / corrupte
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +23,7 @@ from models.encoder import Encoder
 from models.io import fingerprint, load_model, save_model
 from models.tower import LSTMDSSM
 from tests.conftest import shared_dataset
+from tests.support import kill_build_midway
 from tests.synthetic import make_beir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,20 +368,7 @@ def test_killed_build_leaves_the_old_index(flat_dir, tiny_model_dir, tmp_path, e
     target = tmp_path / "idx"
     shutil.copytree(flat_dir, target)
     before = snapshot(target)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "build_index.py"), "--model", str(tiny_model_dir), "--corpus",
-         str(big), "--out", str(target), "--quiet", "--dev-data", "none"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".idx.tmp-*/docs.sqlite")):
-            assert proc.poll() is None, "the build ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_build_midway(tiny_model_dir, big, target)
     assert list(tmp_path.glob(".idx.tmp-*")), "killed before or after the build, not in the middle"
     assert snapshot(target) == before
     with SearchIndex.load(target, encoder, verify_hashes=True) as idx:
