@@ -13,3 +13,15 @@ class IndexLoadError(Exception):
 
 class IndexMismatchError(IndexLoadError):
     """An index built by another model (other fingerprint or other dimension) than the one given."""
+
+
+class IndexWriteError(Exception):
+    """A write to a live index that was not applied (nothing of it is kept); the message says why."""
+
+
+class IndexReadOnlyError(IndexWriteError):
+    """The live index cannot take writes: its folder or database is on a read-only volume."""
+
+
+class IndexFullError(IndexWriteError):
+    """The disk (or the database's size limit) is full: the write was rolled back, not acknowledged."""

@@ -26,6 +26,21 @@ def zh_tokens(text: str) -> list[str]:
     return chars + [a + b for a, b in zip(chars, chars[1:], strict=False)]
 
 
+def tokenize(texts: Sequence[str], lang: str, stemmer: object | None = None) -> list[list[str]]:
+    """Each text's terms as BM25 sees them, for documents and queries alike: English through bm25s
+    (its regex, English stopwords, the Snowball stemmer), Chinese as characters + bigrams."""
+    if lang == "en":
+        stemmer = stemmer or _english_stemmer()
+        return [list(t) for t in bm25s.tokenize(
+            list(texts), stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False
+        )]
+    return [zh_tokens(t) for t in texts]
+
+
+def _english_stemmer() -> object:
+    return Stemmer.Stemmer("english")
+
+
 class BM25:
     """A bm25s ``BM25()`` index (default parameters) over texts, tokenised for ``lang``."""
 
@@ -47,11 +62,7 @@ class BM25:
 
     def query_tokens(self, queries: Sequence[str]) -> list[list[str]]:
         """The query's terms as the index sees them (stopwords dropped and stemmed; CJK chars + bigrams)."""
-        if self.lang == "en":
-            return [list(t) for t in bm25s.tokenize(
-                list(queries), stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False
-            )]
-        return [zh_tokens(q) for q in queries]
+        return tokenize(queries, self.lang, self._stemmer)
 
     def query_stats(self, queries: Sequence[str]) -> list[tuple[int, float]]:
         """Per query: (number of terms, share of them that occur in the corpus), signals of how well the

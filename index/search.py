@@ -113,11 +113,7 @@ class SearchIndex:
         """The rows a metadata filter keeps (cached), or None for no filter."""
         if not filter:
             return None
-        if not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter):
-            raise ValueError(f"filter must map metadata field names to values, got {filter!r}")
-        for k, v in filter.items():
-            if not isinstance(v, str | int | float | bool) and v is not None:
-                raise ValueError(f"filter value for {k!r} must be a string, number, boolean or null, got {v!r}")
+        self._check_filter(filter)
         key = tuple(sorted((k, canonical_value(v)) for k, v in filter.items()))
         with self._lock:
             hit = self._filters.get(key)
@@ -130,6 +126,14 @@ class SearchIndex:
             while len(self._filters) > _FILTER_CACHE:
                 self._filters.popitem(last=False)
         return allowed
+
+    @staticmethod
+    def _check_filter(filter: dict[str, Any]) -> None:
+        if not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter):
+            raise ValueError(f"filter must map metadata field names to values, got {filter!r}")
+        for k, v in filter.items():
+            if not isinstance(v, str | int | float | bool) and v is not None:
+                raise ValueError(f"filter value for {k!r} must be a string, number, boolean or null, got {v!r}")
 
     def _hits(self, ranked: list[list[tuple[int, float, float | None]]]) -> list[list[Hit]]:
         """(row, score, dense score) lists → Hit lists, with one store read for all of them."""
