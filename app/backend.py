@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from index import IndexLoadError, SearchIndex
+from index.errors import IndexReadOnlyError
+from index.live import LiveIndex, is_live
 from index.protocols import EncoderLoader, TextEncoder
 from models.encoder import Encoder
 from models.io import ModelDirError
 
-from .errors import NotReadyError, ReloadFailedError, ReloadInProgressError
+from .errors import IndexNotLiveError, NotReadyError, ReloadFailedError, ReloadInProgressError
 
 log = logging.getLogger("app.backend")
 
@@ -39,9 +41,10 @@ class BackendLoadError(Exception):
 @dataclass(eq=False)
 class Backend:
     encoder: TextEncoder
-    index: SearchIndex
+    index: SearchIndex | LiveIndex
     model_dir: Path
     index_dir: Path
+    read_only_reason: str = ""  # why writes are refused (no write key, read-only volume); "" when live
     loaded_at: float = field(default_factory=time.time)
     leases: int = 0
     retired: bool = False
@@ -101,18 +104,42 @@ class Backend:
             "dim": self.encoder.dim, **info,
         }
 
+    @property
+    def live(self) -> LiveIndex:
+        """The live index, or IndexNotLiveError (409) saying why writes are refused."""
+        if not isinstance(self.index, LiveIndex):
+            raise IndexNotLiveError(self.read_only_reason or "this index is served read-only")
+        return self.index
+
     def index_info(self) -> dict[str, Any]:
         m = self.index.manifest
+        live: dict[str, Any] = (
+            {"enabled": True, **self.index.counts(), "write_timings": dict(self.index.timings)}
+            if isinstance(self.index, LiveIndex) else {"enabled": False, "reason": self.read_only_reason}
+        )
         return {
             "name": self.index_name, "path": str(self.index_dir), "type": self.index.index_type,
             "size": self.index.size, "dim": self.index.dim,
             "built_at": m.get("built_at") or m.get("created_at"),
-            "fusion": self.index.fusion, "manifest": m,
+            "fusion": self.index.fusion, "live": live, "manifest": m,
         }
 
 
+def open_index(index_dir: Path, encoder: TextEncoder, verify_hashes: bool, writes: bool) -> tuple[SearchIndex | LiveIndex, str]:
+    """The index and, when it cannot take writes, why: a live index when writes are enabled (a built
+    index is made live on first use) or when it already is live (its writes must be served); else, or on
+    a read-only volume, the built index read-only as before."""
+    if writes or is_live(index_dir):
+        try:
+            return LiveIndex.open(index_dir, encoder, verify_hashes, create_live=writes), ""
+        except IndexReadOnlyError as e:
+            return SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes), str(e)
+    reason = "writes are disabled (set DSSM_WRITE_KEY to enable the live index)"
+    return SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes), reason
+
+
 def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
-                 loader: EncoderLoader = Encoder.load) -> Backend:
+                 loader: EncoderLoader = Encoder.load, writes: bool = False) -> Backend:
     """Load the model (with ``loader``, the encoder seam), then the index against it, then run one query
     through both (blocking)."""
     try:
@@ -123,7 +150,7 @@ def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
         raise BackendLoadError(f"model: cannot read {model_dir}: {e}") from e
     try:
         # Given the encoder, the index refuses a model (fingerprint) or dimension mismatch.
-        index = SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes)
+        index, read_only_reason = open_index(Path(index_dir), encoder, verify_hashes, writes)
     except IndexLoadError as e:
         raise BackendLoadError(f"index: {e}") from e
     except OSError as e:
@@ -142,7 +169,7 @@ def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
     except Exception as e:
         index.close()
         raise BackendLoadError(f"test query failed: {type(e).__name__}: {e}") from e
-    return Backend(encoder, index, Path(model_dir), Path(index_dir))
+    return Backend(encoder, index, Path(model_dir), Path(index_dir), read_only_reason)
 
 
 def freeze_heap() -> None:
@@ -160,8 +187,11 @@ class BackendHolder:
     """Holds the current pair (or the reason there is none) and serialises reloads."""
 
     def __init__(self, model_dir: Path, index_dir: Path, verify_hashes: bool = False,
-                 loader: EncoderLoader = Encoder.load) -> None:
+                 loader: EncoderLoader = Encoder.load, writes: bool = False) -> None:
         self.loader = loader
+        self.writes = writes
+        self._writers = 0  # write requests (and compactions) in flight on the current pair
+        self._swapping = False  # a reload is quiescing writes / swapping: new writes get a 409
         self.model_dir = Path(model_dir)
         self.index_dir = Path(index_dir)
         self.verify_hashes = verify_hashes
@@ -176,7 +206,8 @@ class BackendHolder:
     async def load_initial(self) -> None:
         """Load at startup; a failure is recorded as the not-ready reason, never raised."""
         try:
-            self.current = await asyncio.to_thread(load_backend, self.model_dir, self.index_dir, self.verify_hashes, self.loader)
+            self.current = await asyncio.to_thread(load_backend, self.model_dir, self.index_dir, self.verify_hashes,
+                                                   self.loader, self.writes)
             self.reason = ""
             freeze_heap()
             log.info("serving model %s with index %s (%d documents)", self.current.model_name,
@@ -193,18 +224,62 @@ class BackendHolder:
         with b.pinned():
             yield b
 
+    @contextmanager
+    def write_lease(self) -> Iterator[Backend]:
+        """A lease for a write or a compaction. While a reload swaps the pair, writes answer 409
+        (reload_in_progress) instead of landing in an index that is being replaced; the reload waits
+        for the writes in flight, so every acknowledged write is in the log the new pair loads."""
+        if self._swapping:
+            raise ReloadInProgressError("a reload is swapping the index; writes are refused until it ends, retry")
+        self._writers += 1
+        try:
+            with self.lease() as b:
+                yield b
+        finally:
+            self._writers -= 1
+
+    async def _quiesce_writes(self) -> None:
+        self._swapping = True
+        while self._writers:
+            await asyncio.sleep(0.005)
+
+    def _load_and_catch_up(self, mdir: Path, idir: Path) -> Backend:
+        """Load the new pair; when its index was re-encoded from the live index being served
+        (``build_index.py --from-index``), apply what that index's log holds past the re-encoding's
+        sequence number before the swap (writes are quiesced meanwhile)."""
+        new = load_backend(mdir, idir, self.verify_hashes, self.loader, self.writes)
+        old = self.current
+        src = new.index.manifest.get("from_index") if isinstance(new.index, LiveIndex) else None
+        if old is not None and isinstance(old.index, LiveIndex) and isinstance(src, dict) and isinstance(new.index, LiveIndex):
+            try:
+                same = Path(str(src.get("path"))).resolve() == old.index.path.resolve()
+                if same and old.index.path.resolve() != new.index.path.resolve():
+                    n = new.index.catch_up(old.index, int(src.get("seq", 0)))
+                    log.info("reload: caught up %d ids written since the re-encoding", n)
+            except BaseException:
+                new.close()
+                raise
+        return new
+
     async def reload(self, model_dir: Path | None = None, index_dir: Path | None = None) -> tuple[Backend, Backend | None]:
-        """Load the new pair aside and swap it in; on failure the old pair keeps serving."""
+        """Load the new pair aside and swap it in; on failure the old pair keeps serving. Writes are
+        refused (409) from the start of the reload to the swap (see :meth:`write_lease`)."""
         if self._reload_lock.locked():
             raise ReloadInProgressError("another reload is running; try again when it has finished")
         async with self._reload_lock:
             mdir = Path(model_dir) if model_dir else self.model_dir
             idir = Path(index_dir) if index_dir else self.index_dir
+            await self._quiesce_writes()
             try:
-                new = await asyncio.to_thread(load_backend, mdir, idir, self.verify_hashes, self.loader)
+                new = await asyncio.to_thread(self._load_and_catch_up, mdir, idir)
             except BackendLoadError as e:
                 still = "the previous model and index keep serving" if self.current else "the service stays not ready"
                 raise ReloadFailedError(f"reload failed, {still}: {e}") from e
+            except Exception as e:
+                still = "the previous model and index keep serving" if self.current else "the service stays not ready"
+                raise ReloadFailedError(f"reload failed, {still}: {type(e).__name__}: {e}") from e
+            finally:
+                self._swapping = False
             old, self.current = self.current, new  # the swap: one reference, atomic for every reader
             # Unfreeze so the old pair's cycles can be collected once its last request is done; then
             # freeze again with the new pair in (one full collection will run in between, once).

@@ -25,6 +25,7 @@ class Services:
     holder: BackendHolder  # the served model/index pair (``holder.current``), swapped by reloads
     searcher: Searcher
     executor: concurrent.futures.Executor
+    writer: concurrent.futures.Executor  # one thread: document writes (encode + commit), never on the compute pool
 
 
 def services(request: Request) -> Services:

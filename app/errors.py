@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index import IndexLoadError
+from index.errors import IndexFullError, IndexReadOnlyError, IndexWriteError
 
 log = logging.getLogger("app.errors")
 
@@ -72,6 +73,14 @@ class ReloadInProgressError(ServiceError):
     """Another reload is running; reloads are serialised."""
 
 
+class DocumentNotFoundError(ServiceError):
+    """GET or DELETE of a document id the index does not hold."""
+
+
+class IndexNotLiveError(ServiceError):
+    """A write or compaction on an index served read-only (no write key, or a read-only volume)."""
+
+
 # The table: domain error → (HTTP status, error type). Subclasses not listed fall back to their base.
 ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     NotReadyError: (503, "not_ready"),
@@ -85,12 +94,18 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     AuthInvalidError: (403, "forbidden"),
     ReloadFailedError: (422, "reload_failed"),
     ReloadInProgressError: (409, "reload_in_progress"),
+    DocumentNotFoundError: (404, "document_not_found"),
+    IndexNotLiveError: (409, "index_read_only"),
 }
 
 # Errors of other packages that can surface while serving (e.g. a damaged page of the document store
 # read for the first time): the request fails cleanly, the service keeps running.
+# Order matters: the first class an error is an instance of decides (subclasses first).
 FOREIGN_ERROR_TABLE: dict[type[Exception], tuple[int, str]] = {
     IndexLoadError: (503, "index_unavailable"),
+    IndexReadOnlyError: (409, "index_read_only"),  # a write on a read-only volume: never a 500
+    IndexFullError: (507, "insufficient_storage"),  # disk full: rolled back, not acknowledged
+    IndexWriteError: (503, "write_failed"),
 }
 
 # Framework errors (404 route, 405 method, 400 unparsable body …) keep their status with a named type.

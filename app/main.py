@@ -26,7 +26,7 @@ from .errors import install_error_handlers
 from .logging_setup import configure_logging
 from .metrics import ServiceMetrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
-from .routes import admin, embed, ops, search, ui
+from .routes import admin, documents, embed, ops, search, ui
 from .routes.ui import STATIC_DIR
 from .search import SearchBatch, Searcher, run_search_batch
 from .settings import Settings
@@ -53,9 +53,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
-    holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader)
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write")
+    writes = settings.write_key is not None and bool(settings.write_key.get_secret_value())
+    holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader, writes)
     searcher = Searcher(settings, executor, metrics, app.state.search_batch)
-    app.state.services = Services(settings, metrics, holder, searcher, executor)
+    app.state.services = Services(settings, metrics, holder, searcher, executor, writer)
     await holder.load_initial()
     if holder.current is not None:
         metrics.index_size.set(holder.current.index.size)
@@ -66,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await searcher.stop()
         executor.shutdown(wait=True)
+        writer.shutdown(wait=True)
         holder.close()
 
 
@@ -88,14 +91,14 @@ def create_app(
     app.state.search_batch = search_batch or run_search_batch
     app.state.metrics = metrics = ServiceMetrics()
     install_error_handlers(app)
-    for r in (search.router, embed.router, ops.router, admin.router, ui.router):
+    for r in (search.router, embed.router, documents.router, ops.router, admin.router, ui.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Middleware runs outermost-last-added: request id → CORS → metrics → body limit → routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     metrics.instrument(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -8,6 +8,7 @@ model class cannot see the settings of the app that validates it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -202,3 +203,115 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+# ---- /documents (the live index) ------------------------------------------------------------------
+
+MetadataValue = str | int | float | bool
+ID_MAX_CHARS = 512
+
+
+def check_id(v: object) -> str:
+    """A document id: a string of 1..512 characters (valid Unicode). Raises ValueError."""
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    if not v:
+        raise ValueError("must not be empty")
+    if len(v) > ID_MAX_CHARS:
+        raise ValueError(f"is {len(v)} characters long; the limit is {ID_MAX_CHARS}")
+    return _utf8(v)
+
+
+def _check_metadata(v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+    for key, value in v.items():
+        _utf8(key)
+        if isinstance(value, str):
+            _utf8(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"metadata value for {key!r} must be a finite number")
+    return v
+
+
+class DocumentBody(_Request):
+    """A document as ``PUT /documents/{id}`` takes it (the id is in the path)."""
+
+    title: str = Field("", description="Optional; the model and BM25 read title + ' ' + text.")
+    text: str = Field(description="The document's text (not empty).")
+    metadata: dict[str, MetadataValue] = Field(
+        default_factory=dict, description="A flat object of strings, numbers and booleans (filterable).",
+        examples=[{"aspect": "treatment"}],
+    )
+
+    _check_text = field_validator("text")(_not_blank)
+    _check_title = field_validator("title")(_utf8)
+    _check_meta = field_validator("metadata")(_check_metadata)
+
+
+class DocumentIn(DocumentBody):
+    id: str = Field(description="1..512 characters.")
+
+    _check_doc_id = field_validator("id")(check_id)
+
+
+class UpsertBatchRequest(_Request):
+    documents: list[DocumentIn] = Field(description="At most max_batch documents; all or none are written.")
+
+    @field_validator("documents")
+    @classmethod
+    def _check_documents(cls, v: list[DocumentIn]) -> list[DocumentIn]:
+        if not v:
+            raise ValueError("must not be an empty list")
+        return v
+
+
+class DeleteRequest(_Request):
+    ids: list[str] = Field(description="At most max_batch ids; unknown ids are skipped.")
+
+    @field_validator("ids")
+    @classmethod
+    def _check_ids(cls, v: list[str]) -> list[str]:
+        for i, x in enumerate(v):
+            try:
+                check_id(x)
+            except ValueError as e:
+                raise ValueError(f"item {i} {e}") from None
+        return v
+
+
+class Document(BaseModel):
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class UpsertResponse(BaseModel):
+    id: str
+    result: Literal["created", "replaced"]
+    seq: int = Field(description="The write's sequence number in the index's log.")
+
+
+class UpsertBatchResponse(BaseModel):
+    created: int
+    replaced: int
+    seq: int
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool
+    seq: int
+
+
+class DeleteBatchResponse(BaseModel):
+    deleted: int = Field(description="How many of the ids existed and were deleted.")
+    seq: int
+
+
+class CompactResponse(BaseModel):
+    status: str
+    documents: int
+    segment: str
+    folded: int
+    purged: int
+    took_ms: float

@@ -21,12 +21,17 @@ class Settings(BaseSettings):
     model_dir: Path = Path("artifacts/model")
     index_dir: Path = Path("artifacts/index")
     verify_hashes: bool = False  # re-hash the index files on load (slower start, catches bit rot)
-    api_key: SecretStr | None = None  # enables POST /admin/reload; unset → the route answers 404
+    api_key: SecretStr | None = None  # enables POST /admin/reload and /admin/compact; unset → 404
+    # The live index (README "Live index"): writes need DSSM_WRITE_KEY (Bearer); unset, the write routes
+    # answer 404 and a built index is served read-only as before. Reads are open unless DSSM_READ_KEY is
+    # set (then /search, /embed, /v1/embeddings and GET /documents need it, or the write key).
+    write_key: SecretStr | None = None
+    read_key: SecretStr | None = None
 
     # Input limits: every one is a client error (4xx) when exceeded.
     max_query_chars: int = Field(1000, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024)
-    max_batch: int = Field(256, ge=1)  # texts per /embed or /v1/embeddings call
+    max_batch: int = Field(256, ge=1)  # texts per /embed or /v1/embeddings call, documents per POST /documents
     max_top_k: int = Field(100, ge=1)
 
     # CPU: the model and the index run in a small pool of threads, never on the event loop. One thread

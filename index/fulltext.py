@@ -26,10 +26,11 @@ from .lexical import tokenize
 from .store import canonical_value
 
 FTS_SCHEMA = """
-CREATE VIRTUAL TABLE fts USING fts5(terms, detail=none);
+CREATE VIRTUAL TABLE fts USING fts5(terms);
 CREATE VIRTUAL TABLE fts_vocab USING fts5vocab(fts, 'row');
 """
-# detail=none: no positions (BM25 needs only term frequencies and lengths); about half the index size.
+# detail=full (the default), not detail=none: without positions FTS5's bm25() cannot read term
+# frequencies cheaply and took 101 ms/query on medquad against 10 ms (same NDCG@10 on 300 test queries).
 
 
 def encode_terms(terms: Sequence[str]) -> str:
@@ -66,9 +67,9 @@ def search(con: sqlite3.Connection, terms: list[str], k: int, filter: dict[str, 
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
     where, params = filter_sql(filter)
-    # bm25() is negative (lower is better in FTS5): negate for "higher is better", like bm25s.
+    # rank = bm25(fts), negative (lower is better in FTS5): negated for "higher is better", like bm25s.
     rows = con.execute(
-        f"SELECT rowid, -bm25(fts) AS s FROM fts WHERE fts MATCH ?{where} ORDER BY s DESC, rowid LIMIT ?",
+        f"SELECT rowid, -rank AS s FROM fts WHERE fts MATCH ?{where} ORDER BY rank, rowid LIMIT ?",
         [match, *params, int(k)],
     ).fetchall()
     keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

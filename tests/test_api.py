@@ -24,7 +24,8 @@ from tests.support import read_corpus
 
 def make_settings(model_dir: Path, index_dir: Path, **kw: Any) -> Settings:
     # Explicit values for everything the environment could set, so a developer's DSSM_* never leaks in.
-    base: dict[str, Any] = dict(model_dir=model_dir, index_dir=index_dir, api_key=None, torch_threads=1)
+    base: dict[str, Any] = dict(model_dir=model_dir, index_dir=index_dir, api_key=None, write_key=None,
+                                read_key=None, torch_threads=1)
     base.update(kw)
     return Settings(_env_file=None, **base)
 

@@ -1,7 +1,9 @@
-"""``POST /admin/reload``: swap in a new model/index pair without downtime."""
+"""``POST /admin/reload``: swap in a new model/index pair without downtime; ``POST /admin/compact``:
+fold the live index's growing segment and deletions into a new sealed segment."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request
 
 from app.deps import services
 from app.errors import ServiceError
-from app.schemas import ErrorResponse, ReloadRequest, ReloadResponse
+from app.schemas import CompactResponse, ErrorResponse, ReloadRequest, ReloadResponse
 from app.security import require_admin
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
@@ -41,3 +43,16 @@ async def reload(request: Request, body: Annotated[ReloadRequest | None, Body()]
         model=new.model_name, index=new.index_name, took_ms=round((time.perf_counter() - start) * 1000, 1),
         previous={"model": old.model_name if old else None, "index": old.index_name if old else None},
     )
+
+
+@router.post("/admin/compact", response_model=CompactResponse,
+             responses={r: {"model": ErrorResponse} for r in (401, 403, 404, 409, 503, 507)})
+async def compact(request: Request) -> CompactResponse:
+    """Fold the growing segment and the deletions into a new sealed FAISS segment, atomically, while
+    searches and writes go on (on a thread of its own); 409 when the index is not live."""
+    svc = services(request)
+    with svc.holder.write_lease() as backend:  # a reload waits for it; it never blocks searches
+        live = backend.live
+        with backend.pinned():
+            report = await asyncio.to_thread(live.compact)
+    return CompactResponse(**{k: report[k] for k in ("status", "documents", "segment", "folded", "purged", "took_ms")})

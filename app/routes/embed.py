@@ -7,7 +7,7 @@ import base64
 import time
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.backend import Backend
 from app.deps import Services, services
@@ -23,9 +23,10 @@ from app.schemas import (
     OpenAIEmbeddingResponse,
     Usage,
 )
+from app.security import require_read
 from models.featurizer import split_words
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], dependencies=[Depends(require_read)])
 
 _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
 

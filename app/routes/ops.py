@@ -57,6 +57,8 @@ async def info(request: Request) -> InfoResponse:
             },
             "micro_batching": settings.micro_batching, "batch_wait_ms": settings.batch_wait_ms,
             "admin_enabled": settings.api_key is not None,
+            "writes_enabled": svc.holder.writes,
+            "read_key_required": settings.read_key is not None and bool(settings.read_key.get_secret_value()),
         },
         versions={
             "python": platform.python_version(), "torch": _version("torch"), "faiss": _version("faiss-cpu"),

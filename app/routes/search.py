@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -13,8 +13,9 @@ from app.deps import services
 from app.limits import check_texts, check_top_k
 from app.schemas import ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
 from app.search import SearchQuery
+from app.security import require_read
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[Depends(require_read)])
 
 _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
 
