@@ -150,6 +150,8 @@ def build_index(
     on_duplicate_id: str = "error",
     log: Callable[[str], None] | None = None,
     durable: bool = True,
+    allow_empty: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build an index of ``corpus`` (a loaded corpus or a path) with ``encoder`` into ``out_dir``;
     returns the manifest.
@@ -157,6 +159,8 @@ def build_index(
     ``dev_data``: a BEIR folder, or (queries, qrels), whose dev queries choose the hybrid fusion (else
     RRF k=10). ``index_params``: e.g. {"M": 32, "efSearch": 64} (hnsw), {"nlist": 256, "nprobe": 16} (ivf).
     ``durable=False`` skips the fsync of every file (a throw-away index, e.g. evaluation's).
+    ``allow_empty``: an empty corpus makes an empty index (flat or hnsw, no bm25s side) to be filled
+    through the live index's write API. ``extra``: more manifest fields (``from_index``).
     """
     if log is None:
         def log(s: str) -> None:
@@ -171,8 +175,10 @@ def build_index(
     loaded = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
     corpus, dropped = dedupe(loaded, source, on_duplicate_id)
     n = len(corpus)
-    if n == 0:
+    if n == 0 and not allow_empty:
         raise DataError(f"{source}: no documents to index")
+    if n == 0 and index_type not in ("flat", "hnsw"):
+        raise IndexBuildError(f"an empty index must be flat or hnsw, not {index_type!r} (nothing to train on)")
     spec = resolve_spec(index_type, n, index_params)  # a bad type or parameter fails before any work
     make_empty(spec, encoder.dim)
     if dev_data is None or isinstance(dev_data, tuple):
@@ -189,7 +195,8 @@ def build_index(
         texts = corpus.full_texts()
         t = time.perf_counter()
         with tqdm(total=n, unit="doc", desc="encoding", disable=not show_progress, file=sys.stderr) as bar:
-            vectors = encoder.encode(texts, tower="document", batch_size=batch_size, progress=bar.update)  # (N, D)
+            vectors = (encoder.encode(texts, tower="document", batch_size=batch_size, progress=bar.update) if n
+                       else np.zeros((0, encoder.dim), dtype=np.float32))  # (N, D)
         seconds["encode"] = time.perf_counter() - t
         check_vectors(vectors, n, encoder)
         np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
@@ -200,8 +207,9 @@ def build_index(
         seconds["faiss"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        log("building BM25 index …")
-        BM25(encoder.lang).index(texts).save(tmp / BM25_DIR)
+        if n:
+            log("building BM25 index …")
+            BM25(encoder.lang).index(texts).save(tmp / BM25_DIR)
         seconds["bm25"] = time.perf_counter() - t
         del texts
 
@@ -215,16 +223,18 @@ def build_index(
             "corpus": {"path": source, "fingerprint": corpus_fp, "duplicate_ids_dropped": dropped},
             "index": {"type": spec.type, "factory": spec.factory, "metric": "inner_product",
                       "build": spec.build, "search": spec.search},
+            # An empty index has no bm25s side: a live index's lexical side is FTS5 (index/fulltext.py).
             "bm25": {"dir": BM25_DIR, "lang": encoder.lang, "library": "bm25s BM25() defaults",
-                     "tokenizer": TOKENIZERS.get(encoder.lang, encoder.lang)},
+                     "tokenizer": TOKENIZERS.get(encoder.lang, encoder.lang)} if n else None,
             "fusion": model_fusion(encoder),
             "encode_docs_per_second": round(n / max(seconds["encode"], 1e-9), 1),
             "libraries": library_versions(),
+            **(extra or {}),
         }
         manifest["files"] = list_files(tmp)
         write_manifest(tmp, manifest)
 
-        if dev is not None:
+        if dev is not None and n:
             t = time.perf_counter()
             queries, qrels = dev
             qids = list(qrels)

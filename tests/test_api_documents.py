@@ -188,3 +188,25 @@ def test_writes_on_an_index_served_read_only_answer_409(tiny_model_dir: Path, li
         r = c.put("/documents/z", json={"text": "a"}, headers=W)
         assert r.status_code == 409 and err(r) == "index_read_only" and "read-only" in r.json()["error"]["message"], r.text
         assert c.get("/documents/z").status_code == 404
+
+
+def test_reload_to_a_re_encoded_index_catches_up_and_restart_keeps_writes(client: TestClient, tiny_model_dir: Path,
+                                                                         live_index: Path, tmp_path: Path) -> None:
+    from cli.build_index import main as build_main
+
+    assert client.put("/documents/before", json={"text": "written before the re-encoding"}, headers=W).status_code == 201
+    new = tmp_path / "re-encoded"
+    assert build_main(["--model", str(tiny_model_dir), "--from-index", str(live_index), "--out", str(new), "--quiet"]) == 0
+    # Writes made while the new index was being built: they are in the old index's log only.
+    assert client.put("/documents/meanwhile", json={"text": "written meanwhile"}, headers=W).status_code == 201
+    assert client.delete("/documents/before", headers=W).status_code == 200
+    assert client.delete("/documents/d7", headers=W).status_code == 200
+    r = client.post("/admin/reload", json={"index_dir": str(new)}, headers=A)
+    assert r.status_code == 200, r.text
+    assert client.get("/documents/meanwhile").status_code == 200  # caught up from the log before the swap
+    assert client.get("/documents/before").status_code == 404
+    assert client.get("/documents/d7").status_code == 404
+    assert client.get("/info").json()["index"]["size"] == 180 + 1 - 1
+    # A reload of the same index keeps every write too (the new pair replays the same log).
+    assert client.post("/admin/reload", headers=A).status_code == 200
+    assert client.get("/documents/meanwhile").status_code == 200
