@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 
 from cli._run import UsageError, run_cli
 from index import IndexLoadError
@@ -31,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
             report = idx.compact()
     except (IndexLoadError, IndexWriteError) as e:
         raise UsageError(str(e)) from e
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux → MiB
     print(json.dumps({"before": {k: before[k] for k in ("documents", "growing", "deleted_not_compacted", "last_seq")},
-                      **report}, indent=2))
+                      **report, "peak_rss_mib": round(peak, 1)}, indent=2))
     return 0
 
 

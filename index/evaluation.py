@@ -22,6 +22,7 @@ from .exact import exact_search
 from .protocols import TextEncoder
 
 if TYPE_CHECKING:
+    from .live import LiveIndex
     from .search import Hit, SearchIndex
 
 Run = Mapping[str, Sequence[str]]  # query id → ranked doc ids, best first
@@ -103,7 +104,7 @@ def _as_run(qids: list[str], hits: list[list[Hit]]) -> tuple[dict[str, list[str]
 
 
 def evaluate_index(
-    index: SearchIndex, encoder: TextEncoder, queries: dict[str, str], qrels: Qrels, systems: Sequence[str],
+    index: SearchIndex | LiveIndex, encoder: TextEncoder, queries: dict[str, str], qrels: Qrels, systems: Sequence[str],
     fusion: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[dict[str, list[str]], Scores]]]:
     """Every system in ``systems`` over a loaded index: (figures per system, (run, scores) per system).
