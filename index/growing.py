@@ -37,13 +37,32 @@ class GrowingView:
         return np.where(ok, pos, -1).astype(np.int64)
 
     def search(self, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query (Q, D): (keys, cosines) best first, at most k, over current versions (∧ ``mask``)."""
+        """Per query (Q, D): (keys, cosines) best first, at most k, over current versions (∧ ``mask``).
+
+        One (Q, D) @ (D, n) product over the contiguous prefix, dead or filtered-out positions set to
+        −inf: cheaper than gathering the live rows first (a gather of 4k rows cost 8 ms a batch of 8,
+        the product 1 ms); a narrow mask (≤ 1/8 of the rows) gathers its rows instead."""
         keep = self.alive if mask is None else self.alive & mask
-        pos = np.flatnonzero(keep).astype(np.int64)
-        if pos.size == 0 or k <= 0:
+        m = int(keep.sum())
+        kk = min(int(k), m)
+        if kk <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
-        rows, scores = exact_search(q, self.vectors[: self.n], k, pos)  # (Q, k') positions, scores
-        return [(self.keys[r], s) for r, s in zip(rows, scores, strict=True)]
+        if m * 8 < self.n:
+            pos = np.flatnonzero(keep).astype(np.int64)
+            rows, scores = exact_search(q, self.vectors[: self.n], kk, pos)  # (Q, k') positions, scores
+            return [(self.keys[r], s) for r, s in zip(rows, scores, strict=True)]
+        sc = np.asarray(q, dtype=np.float32) @ self.vectors[: self.n].T  # (Q, n)
+        if m < self.n:
+            sc[:, ~keep] = -np.inf
+        part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk] if kk < self.n else np.tile(np.arange(self.n), (len(q), 1))
+        out = []
+        for qi in range(len(q)):
+            r = part[qi]
+            s = sc[qi, r]
+            r, s = r[np.isfinite(s)], s[np.isfinite(s)]
+            order = np.lexsort((r, -s))
+            out.append((self.keys[r[order]], s[order].astype(np.float32)))
+        return out
 
 
 class Growing:
