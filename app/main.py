@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Middleware runs outermost-last-added: request id → CORS → metrics → body limit → routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
+                       on_disconnect=metrics.client_disconnects.inc)
     metrics.instrument(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
