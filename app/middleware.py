@@ -73,7 +73,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-def _is_json(content_type: bytes) -> bool:
+def is_json_content_type(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
@@ -122,7 +122,7 @@ class BodyLimitMiddleware:
                 return
         has_body = (declared is not None and declared.strip() != b"0") or _header(scope, b"transfer-encoding") is not None
         ctype = _header(scope, b"content-type")
-        if has_body and ctype is not None and not _is_json(ctype) and not scope.get("path", "").startswith("/admin/"):
+        if has_body and ctype is not None and not is_json_content_type(ctype) and not scope.get("path", "").startswith("/admin/"):
             await self._refuse(scope, receive, send, UnsupportedMediaTypeError(
                 f"Content-Type {ctype.decode('latin-1')[:100]!r} is not supported; send the body as application/json"))
             return

@@ -15,9 +15,27 @@ async def require_admin(request: Request) -> None:
     if key is None or not key.get_secret_value():
         # Without a key there is no admin surface at all: look like a missing route, reveal nothing.
         raise AdminDisabledError("Not Found")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _bearer(request)
+    if not token:
         raise AuthMissingError("missing 'Authorization: Bearer <key>' header", headers={"WWW-Authenticate": "Bearer"})
-    # compare_digest on bytes: constant time in the key's content, so timing reveals no prefix.
-    if not hmac.compare_digest(token.strip().encode(), key.get_secret_value().encode()):
+    if not _matches(token, key.get_secret_value()):
         raise AuthInvalidError("invalid API key")
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _matches(token: str, key: str) -> bool:
+    # compare_digest on bytes: constant time in the key's content, so timing reveals no prefix.
+    return hmac.compare_digest(token.encode(), key.encode())
+
+
+def has_admin_key(request: Request) -> bool:
+    """True when the request carries the configured admin key (for routes open to all that show more to admins)."""
+    key = request.app.state.settings.api_key
+    if key is None or not key.get_secret_value():
+        return False
+    token = _bearer(request)
+    return bool(token) and _matches(token, key.get_secret_value())
