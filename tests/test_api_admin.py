@@ -124,8 +124,9 @@ def test_reload_same_pair_and_another_index(admin_client: TestClient, tiny_index
     r = c.post("/admin/reload", headers=AUTH, json={"index_dir": str(small_index_dir)})
     assert r.status_code == 200, r.text
     assert r.json()["index"] == "small-index"
-    info = c.get("/info").json()
+    info = c.get("/info", headers=AUTH).json()  # paths only with the admin key
     assert info["index"]["size"] == 60 and info["index"]["path"] == str(small_index_dir)
+    assert "path" not in c.get("/info").json()["index"]
     res = c.post("/search", json={"query": "fever", "top_k": 100}).json()
     assert res["index"] == "small-index" and len(res["results"]) == 60
     assert "dssm_index_documents 60.0" in c.get("/metrics").text
