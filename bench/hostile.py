@@ -267,7 +267,7 @@ def _index_damages() -> dict[str, Callable[[Path], None]]:
         _refresh_manifest(d)
 
     def vectors(d: Path) -> None:
-        v = np.load(d / "vectors.npy")
+        v = np.load(d / "vectors.npy", allow_pickle=False)
         v[len(v) // 2, 0] = np.nan
         np.save(d / "vectors.npy", v)
         _refresh_manifest(d)
@@ -275,7 +275,7 @@ def _index_damages() -> dict[str, Callable[[Path], None]]:
     def bm25(name: str, make: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
         def damage(d: Path) -> None:
             p = d / "bm25" / name
-            np.save(p, make(np.load(p)))
+            np.save(p, make(np.load(p, allow_pickle=False)))
             _refresh_manifest(d)
         return damage
 
