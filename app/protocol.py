@@ -43,11 +43,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
-        self._arm_head_timer()  # a fresh connection must send its request in time
-
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.header_timeout_s, self._on_head_timeout)
+        self._head_started = self.loop.time()
+        # A fresh connection must send its request in time, even if it sends nothing at all.
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._on_head_timeout)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -89,12 +87,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._head_bytes >= self.max_header_bytes:
                 self._too_large()  # never hand the parser more than one read past the limit
                 return
+            if self._head_bytes == 0:
+                self._head_started = self.loop.time()  # the first byte of a request starts its clock
             self._head_bytes += len(data)  # may include the start of a body sent in the same read
-            self._arm_head_timer()  # the first byte of a keep-alive request starts its clock
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_header_bytes:
+        if self._in_head and self._head_bytes and not self._refused:
             # Still inside the headers after this read: everything counted so far is header bytes.
-            self._too_large()
+            if self._head_bytes > self.max_header_bytes:
+                self._too_large()
+            elif self._head_timer is None:
+                # Armed only for a head that did not arrive in one read, so the common request costs
+                # no timer; the deadline still counts from its first byte.
+                left = self.header_timeout_s - (self.loop.time() - self._head_started)
+                self._head_timer = self.loop.call_later(max(left, 0.0), self._on_head_timeout)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's framing errors (bad chunk sizes, invalid request lines …) answered from the error table.

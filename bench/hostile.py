@@ -442,6 +442,90 @@ def run(url: str, api_key: str | None = None, model: Path | None = None, index: 
     return rows
 
 
+# ---- what the protection costs ----------------------------------------------------------------------
+
+_SERVE = """
+import sys, uvicorn
+from pathlib import Path
+from app.main import create_app
+from app.protocol import guarded_protocol
+from app.settings import Settings
+kind, port, model, index = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+s = Settings(model_dir=model, index_dir=index, log_level="WARNING", api_key=None)
+http = {"httptools": "httptools", "guarded": guarded_protocol(s), "h11": "h11"}[kind]
+uvicorn.run(create_app(s), host="127.0.0.1", port=port, access_log=False, log_level="warning", http=http,
+            h11_max_incomplete_event_size=s.max_header_bytes if kind == "h11" else None)
+"""
+PROTOCOLS = ("httptools", "guarded", "h11")  # before this change, scripts/serve.py; now; the h11 alternative
+
+
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def protocol_cost(model: Path, index: Path, seconds: float = 5.0, rounds: int = 2, connections: int = 8) -> list[dict[str, Any]]:
+    """req/s of the app under each HTTP protocol, interleaved rounds, wrk with one thread (a separate
+    process), for /health (HTTP cost only) and GET /search (the whole service)."""
+    import subprocess
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("error: wrk not found (apt-get install wrk)")
+    root = Path(__file__).resolve().parent.parent
+    out: list[dict[str, Any]] = []
+    for rnd in range(rounds):
+        for kind in PROTOCOLS:
+            with socket.socket() as so:
+                so.bind(("127.0.0.1", 0))
+                port = so.getsockname()[1]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DSSM_")}
+            proc = subprocess.Popen([sys.executable, "-c", _SERVE, kind, str(port), str(model), str(index)],
+                                    cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                            break
+                    time.sleep(0.2)
+                for path in ("/health", "/search?q=symptoms+of+fever&top_k=10"):
+                    subprocess.run([wrk, "-t1", "-c", str(connections), "-d", "1s", url + path],
+                                   capture_output=True, check=True)  # warm-up
+                    load = _load_average()
+                    res = subprocess.run([wrk, "-t1", "-c", str(connections), "-d", f"{seconds:g}s", "--latency", url + path],
+                                         capture_output=True, text=True, check=True).stdout
+                    rps = float(next(ln.split()[1] for ln in res.splitlines() if ln.startswith("Requests/sec")))
+                    non2xx = next((int(ln.split()[-1]) for ln in res.splitlines() if "Non-2xx" in ln), 0)
+                    p99 = next((ln.split()[1] for ln in res.splitlines() if ln.strip().startswith("99%")), "?")
+                    out.append({"round": rnd, "protocol": kind, "path": path.split("?")[0], "req_s": rps,
+                                "p99": p99, "non_2xx": non2xx, "load_average": load})
+                    print(f"round {rnd} {kind:9} {path.split('?')[0]:8} {rps:8.0f} req/s  p99 {p99}  load {load}",
+                          file=sys.stderr, flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    return out
+
+
+def cost_table(res: list[dict[str, Any]]) -> str:
+    lines = ["| protocol | path | req/s per round | median | × httptools | p99 | load average at each |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    med = {}
+    for kind in PROTOCOLS:
+        for path in ("/health", "/search"):
+            rs = [r for r in res if r["protocol"] == kind and r["path"] == path]
+            med[kind, path] = statistics.median(r["req_s"] for r in rs)
+    for kind in PROTOCOLS:
+        for path in ("/health", "/search"):
+            rs = [r for r in res if r["protocol"] == kind and r["path"] == path]
+            per_round = " / ".join(f"{r['req_s']:.0f}" for r in rs)
+            lines.append(f"| {kind} | {path} | {per_round} | {med[kind, path]:.0f} | "
+                         f"{med[kind, path] / med['httptools', path]:.2f} | {' / '.join(r['p99'] for r in rs)} | "
+                         f"{' ; '.join(r['load_average'] for r in rs)} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[Row]) -> str:
     out = ["| # | class | sent | expected | got | ok |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
@@ -451,7 +535,11 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True, help="the server, on a loopback address")
+    p.add_argument("--url", help="the server, on a loopback address")
+    p.add_argument("--cost", action="store_true",
+                   help="instead: req/s of the app under httptools, the guarded protocol and h11 (needs --model, --index, wrk)")
+    p.add_argument("--seconds", type=float, default=5.0, help="--cost: seconds per measurement")
+    p.add_argument("--rounds", type=int, default=2, help="--cost: interleaved rounds")
     p.add_argument("--model", type=Path, help="the served model folder (enables row 5)")
     p.add_argument("--index", type=Path, help="the served index folder (enables row 6, real queries for row 3)")
     p.add_argument("--pid", type=int, help="the server's process id (RSS in row 2)")
@@ -459,6 +547,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="comma-separated row numbers")
     p.add_argument("--json", type=Path, help="write the rows as JSON")
     a = p.parse_args(argv)
+    if a.cost:
+        if not (a.model and a.index):
+            p.error("--cost needs --model and --index")
+        res = protocol_cost(a.model, a.index, a.seconds, a.rounds)
+        print(cost_table(res))
+        if a.json:
+            a.json.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        return 0
+    if not a.url:
+        p.error("--url is required (or --cost)")
     only = {int(x) for x in a.only.split(",")} if a.only else None
     rows = run(a.url, os.environ.get("DSSM_API_KEY") or None, a.model, a.index, a.pid, QUICK if a.quick else None, only)
     print(table(rows))
