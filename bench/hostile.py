@@ -459,70 +459,97 @@ uvicorn.run(create_app(s), host="127.0.0.1", port=port, access_log=False, log_le
 PROTOCOLS = ("httptools", "guarded", "h11")  # before this change, scripts/serve.py; now; the h11 alternative
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process: on a shared machine, CPU per request is a steadier cost figure
+    than requests per second, which the other jobs' load moves by tens of percent."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def protocol_cost(model: Path, index: Path, seconds: float = 5.0, rounds: int = 2, connections: int = 8) -> list[dict[str, Any]]:
-    """req/s of the app under each HTTP protocol, interleaved rounds, wrk with one thread (a separate
-    process), for /health (HTTP cost only) and GET /search (the whole service)."""
+def protocol_cost(model: Path, index: Path, seconds: float = 3.0, rounds: int = 8, connections: int = 8) -> list[dict[str, Any]]:
+    """req/s of the app under each HTTP protocol: the three servers run side by side (idle while not
+    measured) and each round measures all three back to back, in a rotating order, so that the other
+    jobs of a shared machine weigh on all alike; wrk with one thread (a separate process), for /health
+    (HTTP cost only) and GET /search (the whole service)."""
     import subprocess
 
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("error: wrk not found (apt-get install wrk)")
     root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSSM_")}
+    procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     out: list[dict[str, Any]] = []
-    for rnd in range(rounds):
+    paths = ("/health", "/search?q=symptoms+of+fever&top_k=10")
+
+    def measure(url: str, secs: float) -> str:
+        return subprocess.run([wrk, "-t1", "-c", str(connections), "-d", f"{secs:g}s", "--latency", url],
+                              capture_output=True, text=True, check=True).stdout
+
+    try:
         for kind in PROTOCOLS:
             with socket.socket() as so:
                 so.bind(("127.0.0.1", 0))
                 port = so.getsockname()[1]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DSSM_")}
             proc = subprocess.Popen([sys.executable, "-c", _SERVE, kind, str(port), str(model), str(index)],
                                     cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                url = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    with contextlib.suppress(httpx.HTTPError):
-                        if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                            break
-                    time.sleep(0.2)
-                for path in ("/health", "/search?q=symptoms+of+fever&top_k=10"):
-                    subprocess.run([wrk, "-t1", "-c", str(connections), "-d", "1s", url + path],
-                                   capture_output=True, check=True)  # warm-up
+            procs[kind] = (proc, f"http://127.0.0.1:{port}")
+        for _, url in procs.values():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            for path in paths:
+                measure(url + path, 1)  # warm-up
+        for rnd in range(rounds):
+            order = PROTOCOLS[rnd % 3:] + PROTOCOLS[: rnd % 3]
+            for path in paths:
+                for kind in order:
                     load = _load_average()
-                    res = subprocess.run([wrk, "-t1", "-c", str(connections), "-d", f"{seconds:g}s", "--latency", url + path],
-                                         capture_output=True, text=True, check=True).stdout
+                    cpu0 = _cpu_seconds(procs[kind][0].pid)
+                    res = measure(procs[kind][1] + path, seconds)
+                    cpu = _cpu_seconds(procs[kind][0].pid) - cpu0
                     rps = float(next(ln.split()[1] for ln in res.splitlines() if ln.startswith("Requests/sec")))
+                    n = int(next(ln.split()[0] for ln in res.splitlines() if " requests in " in ln))
                     non2xx = next((int(ln.split()[-1]) for ln in res.splitlines() if "Non-2xx" in ln), 0)
                     p99 = next((ln.split()[1] for ln in res.splitlines() if ln.strip().startswith("99%")), "?")
                     out.append({"round": rnd, "protocol": kind, "path": path.split("?")[0], "req_s": rps,
-                                "p99": p99, "non_2xx": non2xx, "load_average": load})
-                    print(f"round {rnd} {kind:9} {path.split('?')[0]:8} {rps:8.0f} req/s  p99 {p99}  load {load}",
+                                "cpu_us_per_request": cpu / max(n, 1) * 1e6, "p99": p99, "non_2xx": non2xx,
+                                "load_average": load})
+                    print(f"round {rnd} {kind:9} {path.split('?')[0]:8} {rps:8.0f} req/s  "
+                          f"{out[-1]['cpu_us_per_request']:6.0f} µs CPU/req  p99 {p99}  load {load}",
                           file=sys.stderr, flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(timeout=20)
     return out
 
 
 def cost_table(res: list[dict[str, Any]]) -> str:
-    lines = ["| protocol | path | req/s per round | median | × httptools | p99 | load average at each |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    med = {}
-    for kind in PROTOCOLS:
-        for path in ("/health", "/search"):
+    """Per protocol and path: median req/s, and the median over rounds of the ratio to httptools
+    measured in the same round (the figure that the machine's other load cancels out of)."""
+    lines = ["| protocol | path | median req/s | median × httptools (same round) | ratio range | "
+             "median µs CPU / request | × httptools | load average (1 min) range |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in ("/health", "/search"):
+        base = {r["round"]: r["req_s"] for r in res if r["protocol"] == "httptools" and r["path"] == path}
+        cpu_base = statistics.median(r["cpu_us_per_request"] for r in res
+                                     if r["protocol"] == "httptools" and r["path"] == path)
+        for kind in PROTOCOLS:
             rs = [r for r in res if r["protocol"] == kind and r["path"] == path]
-            med[kind, path] = statistics.median(r["req_s"] for r in rs)
-    for kind in PROTOCOLS:
-        for path in ("/health", "/search"):
-            rs = [r for r in res if r["protocol"] == kind and r["path"] == path]
-            per_round = " / ".join(f"{r['req_s']:.0f}" for r in rs)
-            lines.append(f"| {kind} | {path} | {per_round} | {med[kind, path]:.0f} | "
-                         f"{med[kind, path] / med['httptools', path]:.2f} | {' / '.join(r['p99'] for r in rs)} | "
-                         f"{' ; '.join(r['load_average'] for r in rs)} |")
+            ratios = [r["req_s"] / base[r["round"]] for r in rs]
+            loads = [float(r["load_average"].split()[0]) for r in rs]
+            cpu = statistics.median(r["cpu_us_per_request"] for r in rs)
+            lines.append(f"| {kind} | {path} | {statistics.median(r['req_s'] for r in rs):.0f} | "
+                         f"{statistics.median(ratios):.2f} | {min(ratios):.2f}–{max(ratios):.2f} | "
+                         f"{cpu:.0f} | {cpu / cpu_base:.2f} | {min(loads):.2f}–{max(loads):.2f} |")
     return "\n".join(lines)
 
 
@@ -538,8 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="the server, on a loopback address")
     p.add_argument("--cost", action="store_true",
                    help="instead: req/s of the app under httptools, the guarded protocol and h11 (needs --model, --index, wrk)")
-    p.add_argument("--seconds", type=float, default=5.0, help="--cost: seconds per measurement")
-    p.add_argument("--rounds", type=int, default=2, help="--cost: interleaved rounds")
+    p.add_argument("--seconds", type=float, default=3.0, help="--cost: seconds per measurement")
+    p.add_argument("--rounds", type=int, default=8, help="--cost: rounds, each measuring every protocol")
     p.add_argument("--model", type=Path, help="the served model folder (enables row 5)")
     p.add_argument("--index", type=Path, help="the served index folder (enables row 6, real queries for row 3)")
     p.add_argument("--pid", type=int, help="the server's process id (RSS in row 2)")
