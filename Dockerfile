@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # LSTM-DSSM search: one image for the three roles of docker-compose.yml (trainer, indexer, api).
 # The default command serves the API; trainer and indexer run scripts/train.py and
-# scripts/build_index.py from the same image, the commands the README uses.
+# scripts/build_index.py from the same image, the commands the README uses (thin wrappers over the
+# installed cli/ package).
 #
 #   docker build -t lstm-dssm-search .
 #   docker run --rm -p 127.0.0.1:8000:8000 -v "$PWD/artifacts/models/stdlib-demo:/model:ro" \
@@ -23,9 +24,12 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY common ./common
 COPY models ./models
 COPY index ./index
 COPY app ./app
+COPY cli ./cli
+COPY bench ./bench
 # A regular (not editable) install: the runtime stage copies /opt/venv alone, without /src.
 RUN pip install --no-cache-dir .
 

@@ -36,6 +36,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # ---- the demo -------------------------------------------------------------------------------------
 # NAME keys the model and index folders, so a user's data never overwrites the demo's (or another's).

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from index import IndexLoadError, SearchIndex
+from index.protocols import EncoderLoader, TextEncoder
 from models.encoder import Encoder
 from models.io import ModelDirError
 
@@ -37,7 +38,7 @@ class BackendLoadError(Exception):
 
 @dataclass(eq=False)
 class Backend:
-    encoder: Encoder
+    encoder: TextEncoder
     index: SearchIndex
     model_dir: Path
     index_dir: Path
@@ -94,11 +95,10 @@ class Backend:
         log.info("closed index %s", self.index_dir)
 
     def model_info(self) -> dict[str, Any]:
-        cfg = self.encoder.config
+        info = {k: v for k, v in self.encoder.info().items() if k != "kind"}
         return {
             "name": self.model_name, "path": str(self.model_dir), "fingerprint": self.encoder.fingerprint,
-            "dim": self.encoder.dim, "lang": cfg.lang, "shared_towers": cfg.shared_towers,
-            "pooling": cfg.pooling, "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words,
+            "dim": self.encoder.dim, **info,
         }
 
     def index_info(self) -> dict[str, Any]:
@@ -111,10 +111,12 @@ class Backend:
         }
 
 
-def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False) -> Backend:
-    """Load the model, then the index against it, then run one query through both (blocking)."""
+def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
+                 loader: EncoderLoader = Encoder.load) -> Backend:
+    """Load the model (with ``loader``, the encoder seam), then the index against it, then run one query
+    through both (blocking)."""
     try:
-        encoder = Encoder.load(model_dir)
+        encoder = loader(Path(model_dir))
     except ModelDirError as e:
         raise BackendLoadError(f"model: {e}") from e
     except OSError as e:
@@ -165,7 +167,9 @@ def freeze_heap() -> None:
 class BackendHolder:
     """Holds the current pair (or the reason there is none) and serialises reloads."""
 
-    def __init__(self, model_dir: Path, index_dir: Path, verify_hashes: bool = False) -> None:
+    def __init__(self, model_dir: Path, index_dir: Path, verify_hashes: bool = False,
+                 loader: EncoderLoader = Encoder.load) -> None:
+        self.loader = loader
         self.model_dir = Path(model_dir)
         self.index_dir = Path(index_dir)
         self.verify_hashes = verify_hashes
@@ -180,7 +184,7 @@ class BackendHolder:
     async def load_initial(self) -> None:
         """Load at startup; a failure is recorded as the not-ready reason, never raised."""
         try:
-            self.current = await asyncio.to_thread(load_backend, self.model_dir, self.index_dir, self.verify_hashes)
+            self.current = await asyncio.to_thread(load_backend, self.model_dir, self.index_dir, self.verify_hashes, self.loader)
             self.reason = ""
             freeze_heap()
             log.info("serving model %s with index %s (%d documents)", self.current.model_name,
@@ -205,7 +209,7 @@ class BackendHolder:
             mdir = Path(model_dir) if model_dir else self.model_dir
             idir = Path(index_dir) if index_dir else self.index_dir
             try:
-                new = await asyncio.to_thread(load_backend, mdir, idir, self.verify_hashes)
+                new = await asyncio.to_thread(load_backend, mdir, idir, self.verify_hashes, self.loader)
             except BackendLoadError as e:
                 still = "the previous model and index keep serving" if self.current else "the service stays not ready"
                 raise ReloadFailedError(f"reload failed, {still}: {e}") from e

@@ -153,7 +153,7 @@ def error_response(status: int, err_type: str, message: str, headers: dict[str, 
 def status_of(exc: ServiceError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
-            return ERROR_TABLE[cls]  # type: ignore[index]
+            return ERROR_TABLE[cls]
     return 500, "internal_error"
 
 

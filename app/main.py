@@ -17,6 +17,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from index.protocols import EncoderLoader
+from models.encoder import Encoder
+
 from .backend import BackendHolder
 from .deps import Services
 from .errors import install_error_handlers
@@ -25,7 +28,7 @@ from .metrics import ServiceMetrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .routes import admin, embed, ops, search, ui
 from .routes.ui import STATIC_DIR
-from .search import Searcher
+from .search import SearchBatch, Searcher, run_search_batch
 from .settings import Settings
 
 log = logging.getLogger("app")
@@ -50,8 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
-    holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes)
-    searcher = Searcher(settings, executor, metrics)
+    holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader)
+    searcher = Searcher(settings, executor, metrics, app.state.search_batch)
     app.state.services = Services(settings, metrics, holder, searcher, executor)
     await holder.load_initial()
     if holder.current is not None:
@@ -66,7 +69,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, loader: EncoderLoader | None = None, search_batch: SearchBatch | None = None
+) -> FastAPI:
+    """The service. ``loader`` turns a model folder into a ``TextEncoder`` (default: the LSTM-DSSM
+    ``Encoder.load``), at start and on /admin/reload; ``search_batch`` runs a batch of queries on a pair
+    (default: ``app.search.run_search_batch``). Both are seams for other encoders and rankers (bench/)."""
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(
@@ -76,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.loader = loader or Encoder.load
+    app.state.search_batch = search_batch or run_search_batch
     app.state.metrics = metrics = ServiceMetrics()
     install_error_handlers(app)
     for r in (search.router, embed.router, ops.router, admin.router, ui.router):

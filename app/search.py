@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,14 @@ def run_search_batch(backend: Backend, queries: Sequence[SearchQuery], metrics: 
     return out
 
 
-def _run_jobs(jobs: Sequence[_Job], metrics: ServiceMetrics | None) -> list[list[Hit] | BaseException]:
+# The search seam: a blocking function from a batch of queries on one pair to their hits. The product
+# uses run_search_batch; the benchmark's BM25-only system passes its own to create_app.
+SearchBatch = Callable[[Backend, Sequence[SearchQuery], ServiceMetrics | None], list[list[Hit]]]
+
+
+def _run_jobs(
+    jobs: Sequence[_Job], metrics: ServiceMetrics | None, search_batch: SearchBatch = run_search_batch
+) -> list[list[Hit] | BaseException]:
     # Jobs of one micro-batch may hold different pairs (a reload happened between them): one run per pair.
     by_backend: dict[int, list[int]] = {}
     for i, j in enumerate(jobs):
@@ -90,7 +97,7 @@ def _run_jobs(jobs: Sequence[_Job], metrics: ServiceMetrics | None) -> list[list
     for idx in by_backend.values():
         try:
             with jobs[idx[0]].backend.pinned() as backend:
-                res: Sequence[list[Hit] | BaseException] = run_search_batch(
+                res: Sequence[list[Hit] | BaseException] = search_batch(
                     backend, [jobs[i].query for i in idx], metrics
                 )
         except Exception as e:
@@ -101,13 +108,15 @@ def _run_jobs(jobs: Sequence[_Job], metrics: ServiceMetrics | None) -> list[list
 
 
 class Searcher:
-    def __init__(self, settings: Settings, executor: concurrent.futures.Executor, metrics: ServiceMetrics) -> None:
+    def __init__(self, settings: Settings, executor: concurrent.futures.Executor, metrics: ServiceMetrics,
+                 search_batch: SearchBatch = run_search_batch) -> None:
         self.executor = executor
         self.metrics = metrics
+        self.search_batch = search_batch
         self.batcher: MicroBatcher[_Job, list[Hit]] | None = None
         if settings.micro_batching:
             self.batcher = MicroBatcher(
-                lambda jobs: _run_jobs(jobs, metrics), executor,
+                lambda jobs: _run_jobs(jobs, metrics, search_batch), executor,
                 max_batch=settings.max_batch_queries, max_wait_s=settings.batch_wait_ms / 1000.0,
                 workers=settings.compute_workers, on_batch=metrics.batch_size.observe,
             )
@@ -125,7 +134,9 @@ class Searcher:
         if self.batcher is not None:
             return await self.batcher.submit(job)
         self.metrics.batch_size.observe(1)
-        res = await asyncio.get_running_loop().run_in_executor(self.executor, _run_jobs, [job], self.metrics)
+        res = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _run_jobs, [job], self.metrics, self.search_batch
+        )
         if isinstance(res[0], BaseException):
             raise res[0]
         return res[0]

@@ -1,37 +1,27 @@
-"""The all-MiniLM-L6-v2 encoder behind the interface of ``models.encoder.Encoder``, and the hook that
-lets the product's own index build and app load it.
+"""The all-MiniLM-L6-v2 encoder as an ``index.protocols.TextEncoder``, plugged into the product's own
+index build and app through their encoder seam (no patching).
 
-An "encoder folder" for MiniLM is a folder holding ``bench-encoder.json`` (``make_minilm_dir``); the
-hook replaces the name ``Encoder`` in ``index.build`` and ``app.backend`` (the two places that call
-``Encoder.load``) by a loader that returns a :class:`MiniLMEncoder` for such folders and the real
-LSTM-DSSM encoder otherwise. Everything else — index format, FAISS, micro-batching, HTTP — is the
-product's code, so the benchmark compares encoders, not implementations.
+An "encoder folder" for MiniLM is a folder holding ``bench-encoder.json`` (``make_minilm_dir``);
+:func:`load_encoder` returns a :class:`MiniLMEncoder` for such folders and the real LSTM-DSSM encoder
+otherwise; it is what ``bench/server.py`` passes to ``create_app(loader=...)`` and the benchmark to
+``build_index``. Everything else — index format, FAISS, micro-batching, HTTP — is the product's code,
+so the benchmark compares encoders, not implementations.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common.fs import sha256_files
+from index.protocols import TextEncoder
+
 MARKER = "bench-encoder.json"
-
-
-@dataclass(frozen=True)
-class MiniLMConfig:
-    """The fields of ``models.config.ModelConfig`` that the index build and the app read."""
-
-    lang: str = "en"
-    shared_towers: bool = True
-    pooling: str = "mean"
-    query_max_words: int = 256  # word pieces, not words: MiniLM's max_seq_length
-    doc_max_words: int = 256
 
 
 def minilm_model_path() -> Path:
@@ -66,12 +56,11 @@ class MiniLMEncoder:
         if max_seq_length:
             self.model.max_seq_length = int(max_seq_length)
         n = int(self.model.max_seq_length)
-        self.config = MiniLMConfig(query_max_words=n, doc_max_words=n)
+        self.max_seq_length = n
         self.path = str(path)
-        h = hashlib.sha256(f"minilm max_seq_length={n}".encode())
-        for name in ("model.safetensors", "tokenizer.json", "config.json"):
-            h.update((weights / name).read_bytes())
-        self.fingerprint = h.hexdigest()
+        # The weights, tokenizer and config, and the cut length (another cut gives other vectors).
+        self.fingerprint = sha256_files([(f"minilm max_seq_length={n} {name}", weights / name)
+                                         for name in ("model.safetensors", "tokenizer.json", "config.json")])
         self._dim = int(self.model.get_embedding_dimension())
 
     @classmethod
@@ -82,8 +71,25 @@ class MiniLMEncoder:
         return cls(model_dir, spec.get("max_seq_length"))
 
     @property
+    def name(self) -> str:
+        return self.path
+
+    @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def lang(self) -> str:
+        return "en"
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        # max_seq_length counts word pieces, not words.
+        return {"kind": "minilm", "lang": "en", "shared_towers": True, "pooling": "mean",
+                "query_max_words": self.max_seq_length, "doc_max_words": self.max_seq_length}
 
     def encode(
         self,
@@ -105,25 +111,10 @@ class MiniLMEncoder:
         return out
 
 
-def load_encoder(model_dir: str | os.PathLike) -> Any:
-    """A MiniLM encoder for a MiniLM encoder folder, else the LSTM-DSSM ``Encoder``."""
+def load_encoder(model_dir: str | os.PathLike) -> TextEncoder:
+    """A MiniLM encoder for a MiniLM encoder folder, else the LSTM-DSSM ``Encoder`` (an ``EncoderLoader``)."""
     from models.encoder import Encoder
 
     if (Path(model_dir) / MARKER).is_file():
         return MiniLMEncoder.load(model_dir)
     return Encoder.load(model_dir)
-
-
-class _EncoderLoader:
-    """Stands in for ``models.encoder.Encoder`` where the product calls ``Encoder.load(path)``."""
-
-    load = staticmethod(load_encoder)
-
-
-def install_encoder_hook() -> None:
-    """Let ``index.build.build_index`` and the app's backend loader accept MiniLM encoder folders."""
-    import app.backend
-    import index.build
-
-    index.build.Encoder = _EncoderLoader  # type: ignore[misc,assignment]
-    app.backend.Encoder = _EncoderLoader  # type: ignore[misc,assignment]

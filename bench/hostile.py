@@ -459,13 +459,6 @@ uvicorn.run(create_app(s), host="127.0.0.1", port=port, access_log=False, log_le
 PROTOCOLS = ("httptools", "guarded", "h11")  # before this change, scripts/serve.py; now; the h11 alternative
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process: on a shared machine, CPU per request is a steadier cost figure
-    than requests per second, which the other jobs' load moves by tens of percent."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -477,14 +470,15 @@ def protocol_cost(model: Path, index: Path, seconds: float = 3.0, rounds: int = 
     (HTTP cost only) and GET /search (the whole service)."""
     import subprocess
 
+    from bench.process import ServerProcess, free_port, product_env
+
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("error: wrk not found (apt-get install wrk)")
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSSM_")}
-    procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    servers: dict[str, ServerProcess] = {}
     out: list[dict[str, Any]] = []
     paths = ("/health", "/search?q=symptoms+of+fever&top_k=10")
+    logs = Path(tempfile.mkdtemp(prefix="hostile-cost-"))
 
     def measure(url: str, secs: float) -> str:
         return subprocess.run([wrk, "-t1", "-c", str(connections), "-d", f"{secs:g}s", "--latency", url],
@@ -492,29 +486,21 @@ def protocol_cost(model: Path, index: Path, seconds: float = 3.0, rounds: int = 
 
     try:
         for kind in PROTOCOLS:
-            with socket.socket() as so:
-                so.bind(("127.0.0.1", 0))
-                port = so.getsockname()[1]
-            proc = subprocess.Popen([sys.executable, "-c", _SERVE, kind, str(port), str(model), str(index)],
-                                    cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs[kind] = (proc, f"http://127.0.0.1:{port}")
-        for _, url in procs.values():
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.2)
+            port = free_port()
+            servers[kind] = ServerProcess([sys.executable, "-c", _SERVE, kind, str(port), str(model), str(index)],
+                                          product_env(), port, logs / f"{kind}.log")
+        for srv in servers.values():
+            srv.wait_ready()
             for path in paths:
-                measure(url + path, 1)  # warm-up
+                measure(srv.url + path, 1)  # warm-up
         for rnd in range(rounds):
             order = PROTOCOLS[rnd % 3:] + PROTOCOLS[: rnd % 3]
             for path in paths:
                 for kind in order:
                     load = _load_average()
-                    cpu0 = _cpu_seconds(procs[kind][0].pid)
-                    res = measure(procs[kind][1] + path, seconds)
-                    cpu = _cpu_seconds(procs[kind][0].pid) - cpu0
+                    cpu0 = servers[kind].cpu_seconds()
+                    res = measure(servers[kind].url + path, seconds)
+                    cpu = servers[kind].cpu_seconds() - cpu0
                     rps = float(next(ln.split()[1] for ln in res.splitlines() if ln.startswith("Requests/sec")))
                     n = int(next(ln.split()[0] for ln in res.splitlines() if " requests in " in ln))
                     non2xx = next((int(ln.split()[-1]) for ln in res.splitlines() if "Non-2xx" in ln), 0)
@@ -526,9 +512,8 @@ def protocol_cost(model: Path, index: Path, seconds: float = 3.0, rounds: int = 
                           f"{out[-1]['cpu_us_per_request']:6.0f} µs CPU/req  p99 {p99}  load {load}",
                           file=sys.stderr, flush=True)
     finally:
-        for proc, _ in procs.values():
-            proc.terminate()
-            proc.wait(timeout=20)
+        for srv in servers.values():
+            srv.stop()
     return out
 
 

@@ -11,102 +11,25 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from .process import ServerProcess, free_port, product_env
 
-ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "wrk_search.lua"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (peak RSS) of a process in KiB, from /proc."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(rest.split()[0])
-    return out
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds a process has used so far (/proc/PID/stat, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Server:
+def system_server(system: str, model: Path, index: Path, log_path: Path, torch_threads: int = 1) -> ServerProcess:
     """``python -m bench.server`` for one system, on a free port of 127.0.0.1, one uvicorn worker."""
-
-    system: str
-    model: Path
-    index: Path
-    log_path: Path
-    torch_threads: int = 1
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 300.0) -> float:
-        """Start and wait for /ready; returns the seconds it took (model + index load)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DSSM_")}
-        env["HF_HUB_OFFLINE"] = "1"
-        cmd = [sys.executable, "-m", "bench.server", "--system", self.system, "--model", str(self.model),
-               "--index", str(self.index), "--port", str(self.port), "--torch-threads", str(self.torch_threads)]
-        t0 = time.perf_counter()
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.system} server exited ({self.proc.returncode}); see {self.log_path}")
-            try:
-                r = httpx.get(f"{self.url}/ready", timeout=2)
-                if r.status_code == 200:
-                    return time.perf_counter() - t0
-                if r.status_code == 503 and "starting" not in r.json().get("reason", ""):
-                    raise RuntimeError(f"{self.system} server not ready: {r.json()['reason']}")
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.system} server not ready after {timeout:.0f}s; see {self.log_path}")
-
-    def memory_mib(self) -> dict[str, float]:
-        assert self.proc is not None
-        st = proc_status(self.proc.pid)
-        return {"rss_mib": round(st["VmRSS"] / 1024, 1), "peak_rss_mib": round(st["VmHWM"] / 1024, 1)}
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        return proc_cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if hasattr(self, "_log"):
-            self._log.close()
+    port = free_port()
+    env = product_env()
+    env["HF_HUB_OFFLINE"] = "1"
+    cmd = [sys.executable, "-m", "bench.server", "--system", system, "--model", str(model),
+           "--index", str(index), "--port", str(port), "--torch-threads", str(torch_threads)]
+    return ServerProcess(cmd, env, port, log_path)
 
 
 def require_wrk() -> str:
@@ -124,7 +47,7 @@ def write_bodies(queries: list[str], path: Path, top_k: int = 10) -> Path:
     return path
 
 
-def run_wrk(url: str, bodies: Path, clients: int, seconds: float, server: Server | None = None) -> dict[str, Any]:
+def run_wrk(url: str, bodies: Path, clients: int, seconds: float, server: ServerProcess | None = None) -> dict[str, Any]:
     """Closed loop: ``clients`` connections, each sends its next request when the last answer came."""
     if not url.startswith("http://127.0.0.1"):
         raise ValueError("load goes to 127.0.0.1 only")

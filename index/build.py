@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,22 +21,20 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from models.bm25 import BM25
-from models.data import Corpus, DataError, Qrels, check_qrels, load_corpus, load_qrels, load_queries
-from models.encoder import Encoder
-from models.io import atomic_dir, replace_dir
+from common.fs import ForeignFolderError, atomic_dir, guard_target
+from models.data import Corpus, DataError, Dataset, Qrels, check_qrels, load_corpus, load_qrels, load_queries
 
 from .dense import FAISS_FILE, VECTORS_FILE, build_faiss, make_empty, resolve_spec
 from .errors import IndexBuildError
-from .fusion import DEFAULT_FUSION, DEPTH, choose_fusion
+from .fusion import DEFAULT_FUSION, DEPTH, check_fusion, choose_fusion, choose_model_fusion, settings_of
+from .lexical import BM25, TOKENIZERS
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, library_versions, list_files, write_manifest
+from .probes import probe_queries
+from .protocols import TextEncoder
 from .search import BM25_DIR, SearchIndex
 from .store import STORE_FILE, write_store
 
-BM25_TOKENIZERS = {
-    "en": "bm25s.tokenize(stopwords='en', stemmer=Stemmer('english'))",
-    "zh": "every character + every overlapping two-character window",
-}
+DevSet = tuple[dict[str, str], Qrels]  # dev queries (id → text) and their judgements
 
 
 def dedupe(corpus: Corpus, source: str | os.PathLike, policy: str) -> tuple[Corpus, int]:
@@ -80,50 +78,85 @@ def load_dev(folder: str | os.PathLike, doc_ids: set[str]) -> tuple[dict[str, st
     return {q: queries[q] for q in qrels}, qrels
 
 
+def is_index_dir(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_target(target: Path) -> None:
-    """Refuse to replace anything but an index: the build swaps the whole directory, and a mistyped
-    ``--out`` (a home or data folder) must not be deleted."""
-    if target.is_file() or target.is_symlink():
-        raise IndexBuildError(f"{target}: exists and is not a directory; choose another output path")
-    if target.is_dir() and any(target.iterdir()):
-        try:
-            fmt = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8")).get("format")
-        except (OSError, ValueError, AttributeError):
-            fmt = None
-        if fmt != FORMAT:
-            raise IndexBuildError(
-                f"{target}: exists and is not an index (no {MANIFEST_FILE} of an LSTM-DSSM index); "
-                "refusing to replace it: choose an empty or new output path"
-            )
+    """Refuse to replace anything but an index (or an empty folder): see ``common.fs.guard_target``."""
+    try:
+        guard_target(target, is_index_dir, f"an index (no {MANIFEST_FILE} of an LSTM-DSSM index)")
+    except ForeignFolderError as e:
+        raise IndexBuildError(str(e)) from e
 
 
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file and folder so the renamed index is complete on disk even after a power cut."""
-    for p in sorted(directory.rglob("*"), reverse=True) + [directory]:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def model_fusion(encoder: TextEncoder) -> dict[str, Any]:
+    """Without dev data of the corpus: the fusion fitted with the model on its training dev split, else
+    the default RRF k=10."""
+    f = encoder.fusion
+    if f is None or check_fusion(f) is not None:
+        return dict(DEFAULT_FUSION)
+    dev = {k: f[k] for k in ("dev_queries", "dev_ndcg@10", "dev_dense_ndcg@10", "dev_bm25_ndcg@10") if k in f}
+    return {**settings_of(f), "depth": int(f.get("depth", DEPTH)), "chosen_on": "model", "model_dev": dev}
+
+
+def check_vectors(vectors: np.ndarray, n: int, encoder: TextEncoder) -> None:
+    """The encoder contract the index relies on (inner product = cosine): (n, dim) finite unit rows."""
+    if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.shape != (n, encoder.dim):
+        shape = getattr(vectors, "shape", None)
+        raise IndexBuildError(f"encoder {encoder.name} returned {type(vectors).__name__} {shape}, not float32 ({n}, {encoder.dim})")
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.isfinite(norms).all() or np.abs(norms - 1).max(initial=0) > 1e-3:
+        raise IndexBuildError(f"encoder {encoder.name} returned vectors that are not finite unit vectors")
+
+
+PROBES = 1000  # probe queries for a model's fusion (index/probes.py)
+
+
+def fit_model_fusion(encoder: TextEncoder, data: Dataset, probes: int = PROBES, seed: int = 0) -> dict[str, Any] | None:
+    """The fusion a model carries (``fusion.json``), for corpora without judgements of their own: fitted
+    over a temporary flat index of its training corpus on the dev split and on probe queries made from
+    that corpus (index/fusion.py ``choose_model_fusion``). None when the data has no dev split."""
+    dev = data.qrels.get("dev")
+    if not dev:
+        return None
+    qids = list(dev)
+    texts = [data.queries[q] for q in qids]
+    ptexts, prels = probe_queries(data.corpus, min(probes, max(len(qids), 200)), encoder.lang, seed)
+    with tempfile.TemporaryDirectory(prefix="dssm-fusion-") as tmp:
+        out = Path(tmp) / "index"
+        build_index(encoder, data.corpus, out, show_progress=False, durable=False, log=lambda s: None)
+        with SearchIndex.load(out, encoder) as idx:
+            cands = idx.hybrid_candidates(texts, encoder.encode(texts, tower="query"), DEPTH)
+            pcands = idx.hybrid_candidates(ptexts, encoder.encode(ptexts, tower="query"), DEPTH) if ptexts else []
+    f = choose_model_fusion(cands, qids, dev, pcands, prels, data.corpus.ids)
+    f["dev_data"] = data.name
+    return f
 
 
 def build_index(
-    model_dir: str | os.PathLike,
-    corpus_path: str | os.PathLike,
+    encoder: TextEncoder,
+    corpus: Corpus | str | os.PathLike,
     out_dir: str | os.PathLike,
     index_type: str = "flat",
     batch_size: int = 256,
     show_progress: bool = True,
-    dev_data: str | os.PathLike | None = None,
+    dev_data: str | os.PathLike | DevSet | None = None,
     *,
     index_params: dict[str, Any] | None = None,
     on_duplicate_id: str = "error",
     log: Callable[[str], None] | None = None,
+    durable: bool = True,
 ) -> dict[str, Any]:
-    """Build an index of ``corpus_path`` with the model at ``model_dir`` into ``out_dir``; returns the manifest.
+    """Build an index of ``corpus`` (a loaded corpus or a path) with ``encoder`` into ``out_dir``;
+    returns the manifest.
 
-    ``dev_data``: a BEIR folder whose dev queries choose the hybrid fusion (else RRF k=10).
-    ``index_params``: e.g. {"M": 32, "efSearch": 64} (hnsw), {"nlist": 256, "nprobe": 16} (ivf).
+    ``dev_data``: a BEIR folder, or (queries, qrels), whose dev queries choose the hybrid fusion (else
+    RRF k=10). ``index_params``: e.g. {"M": 32, "efSearch": 64} (hnsw), {"nlist": 256, "nprobe": 16} (ivf).
+    ``durable=False`` skips the fsync of every file (a throw-away index, e.g. evaluation's).
     """
     if log is None:
         def log(s: str) -> None:
@@ -134,17 +167,20 @@ def build_index(
     target = Path(out_dir)
     check_target(target)
     t_start = time.perf_counter()
-    encoder = Encoder.load(model_dir)
-    corpus, dropped = dedupe(load_corpus(corpus_path), corpus_path, on_duplicate_id)
+    source = "(in memory)" if isinstance(corpus, Corpus) else str(Path(corpus).resolve())
+    loaded = corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
+    corpus, dropped = dedupe(loaded, source, on_duplicate_id)
     n = len(corpus)
     if n == 0:
-        raise DataError(f"{corpus_path}: no documents to index")
+        raise DataError(f"{source}: no documents to index")
     spec = resolve_spec(index_type, n, index_params)  # a bad type or parameter fails before any work
     make_empty(spec, encoder.dim)
-    dev = load_dev(dev_data, set(corpus.ids)) if dev_data is not None else None
-    tmp = atomic_dir(target)
+    if dev_data is None or isinstance(dev_data, tuple):
+        dev, dev_source = dev_data, "(in memory)"
+    else:
+        dev, dev_source = load_dev(dev_data, set(corpus.ids)), str(Path(dev_data).resolve())
     seconds: dict[str, float] = {}
-    try:
+    with atomic_dir(target, durable=durable) as tmp:
         t = time.perf_counter()
         rows = zip(corpus.ids, corpus.titles, corpus.texts, corpus.metadata, strict=True)
         _, corpus_fp = write_store(tmp / STORE_FILE, rows)
@@ -153,11 +189,9 @@ def build_index(
         texts = corpus.full_texts()
         t = time.perf_counter()
         with tqdm(total=n, unit="doc", desc="encoding", disable=not show_progress, file=sys.stderr) as bar:
-            vectors = encoder.encode(texts, tower="document", batch_size=batch_size, progress=bar.update)
+            vectors = encoder.encode(texts, tower="document", batch_size=batch_size, progress=bar.update)  # (N, D)
         seconds["encode"] = time.perf_counter() - t
-        # The towers end in an L2 normalisation already; normalising again guards the inner-product =
-        # cosine contract against any rounding drift. vectors: (N, D) float32.
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        check_vectors(vectors, n, encoder)
         np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
 
         t = time.perf_counter()
@@ -167,7 +201,7 @@ def build_index(
 
         t = time.perf_counter()
         log("building BM25 index …")
-        BM25(encoder.config.lang).index(texts).save(tmp / BM25_DIR)
+        BM25(encoder.lang).index(texts).save(tmp / BM25_DIR)
         seconds["bm25"] = time.perf_counter() - t
         del texts
 
@@ -175,17 +209,15 @@ def build_index(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "model": {"fingerprint": encoder.fingerprint, "path": str(Path(model_dir).resolve()),
-                      "lang": encoder.config.lang, "dim": encoder.dim},
+            "model": {"fingerprint": encoder.fingerprint, "path": encoder.name, "lang": encoder.lang, "dim": encoder.dim},
             "dim": encoder.dim,
             "documents": n,
-            "corpus": {"path": str(Path(corpus_path).resolve()), "fingerprint": corpus_fp,
-                       "duplicate_ids_dropped": dropped},
+            "corpus": {"path": source, "fingerprint": corpus_fp, "duplicate_ids_dropped": dropped},
             "index": {"type": spec.type, "factory": spec.factory, "metric": "inner_product",
                       "build": spec.build, "search": spec.search},
-            "bm25": {"dir": BM25_DIR, "lang": encoder.config.lang, "library": "bm25s BM25() defaults",
-                     "tokenizer": BM25_TOKENIZERS.get(encoder.config.lang, encoder.config.lang)},
-            "fusion": dict(DEFAULT_FUSION),
+            "bm25": {"dir": BM25_DIR, "lang": encoder.lang, "library": "bm25s BM25() defaults",
+                     "tokenizer": TOKENIZERS.get(encoder.lang, encoder.lang)},
+            "fusion": model_fusion(encoder),
             "encode_docs_per_second": round(n / max(seconds["encode"], 1e-9), 1),
             "libraries": library_versions(),
         }
@@ -200,7 +232,8 @@ def build_index(
             qv = encoder.encode([queries[q] for q in qids], tower="query", batch_size=batch_size)
             with SearchIndex.load(tmp, encoder) as idx:
                 cands = idx.hybrid_candidates([queries[q] for q in qids], qv, DEPTH)
-            manifest["fusion"] = {**choose_fusion(cands, qids, qrels, corpus.ids), "dev_data": str(Path(dev_data).resolve())}  # type: ignore[arg-type]
+            prior = encoder.fusion if encoder.fusion is not None and check_fusion(encoder.fusion) is None else None
+            manifest["fusion"] = {**choose_fusion(cands, qids, qrels, corpus.ids, prior=prior), "dev_data": dev_source}
             seconds["fusion"] = time.perf_counter() - t
 
         seconds["total"] = time.perf_counter() - t_start
@@ -208,13 +241,4 @@ def build_index(
         write_manifest(tmp, manifest)
         # Read back everything just written, every byte hashed, before it replaces the old index.
         SearchIndex.load(tmp, encoder, verify_hashes=True).close()
-        _fsync_tree(tmp)
-        # mkdtemp made the folder private (0700); an index is read by a service, maybe as another user.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest

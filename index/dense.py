@@ -9,6 +9,7 @@ it), and a filter that keeps few documents is answered by an exact scan of those
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import faiss
 import numpy as np
 
 from .errors import IndexBuildError, IndexLoadError
+from .exact import exact_search
 
 FAISS_FILE = "dense.faiss"
 VECTORS_FILE = "vectors.npy"
@@ -230,7 +232,8 @@ class DenseIndex:
         """Per-call FAISS parameters (thread-safe, unlike setting them on the index): efSearch at least
         k, and both efSearch and nprobe widened by ``scale`` when a filter or a short result asks."""
         if self.kind == "hnsw":
-            p = faiss.SearchParametersHNSW()
+            # SearchParametersHNSW exists at run time (SWIG) but not in the faiss stubs mypy sees.
+            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             p.efSearch = int(min(max(self.search_params.get("efSearch", 64), k) * scale, max(self.n, 1)))
         elif self.kind == "ivf":
             p = faiss.SearchParametersIVF()
@@ -259,33 +262,37 @@ class DenseIndex:
         return np.asarray(self.vectors[rows] @ q, dtype=np.float32)
 
     def exact(self, q: np.ndarray, k: int, rows: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Brute force over ``rows`` (all rows when None). Blocks of 256 queries × 16k documents keep the
-        (256, 16k) score matrix at 16 MB; each document block is read once per query block."""
-        cand = np.arange(self.n, dtype=np.int64) if rows is None else rows
-        out: list[tuple[np.ndarray, np.ndarray]] = []
-        chunk = 1 << 14
-        for qs in range(0, len(q), 256):
-            qb = q[qs : qs + 256]
-            best = [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in qb]
-            for s in range(0, cand.size, chunk):
-                r = cand[s : s + chunk]
-                block = np.asarray(self.vectors[s : s + chunk] if rows is None else self.vectors[r])  # (c, D)
-                scores = qb @ block.T  # (b, c)
-                for i, (br, bs) in enumerate(best):
-                    sc = scores[i]
-                    if sc.size > k:
-                        keep = np.argpartition(-sc, k - 1)[:k]
-                        rr, sc = r[keep], sc[keep]
-                    else:
-                        rr = r
-                    best[i] = _top(np.concatenate([br, rr]), np.concatenate([bs, sc]), k)
-            out.extend(best)
-        return out
+        """Brute force over ``rows`` (all rows when None), per query (rows, cosines) best first."""
+        idx, sc = exact_search(q, self.vectors, k, rows)
+        return list(zip(idx, sc, strict=True))
+
+    # ---- the VectorStore seam (index.protocols): count, add, save ---------------------------------
+
+    @property
+    def count(self) -> int:
+        return self.n
+
+    def add(self, vectors: np.ndarray) -> np.ndarray:
+        """Append unit vectors (n, D); returns their rows. The exact vectors move from the memory map to
+        RAM (a copy): fine for a one-off append; a live index should write new segments instead."""
+        v = normalise(vectors, self.dim)
+        start = self.n
+        self.vectors = np.concatenate([np.asarray(self.vectors, dtype=np.float32), v])
+        if v.shape[0]:
+            self.index.add(v)
+        self.n = int(self.vectors.shape[0])
+        return np.arange(start, self.n, dtype=np.int64)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``vectors.npy`` and ``dense.faiss`` into ``directory`` (the caller makes it atomic)."""
+        d = Path(directory)
+        np.save(d / VECTORS_FILE, np.asarray(self.vectors, dtype=np.float32), allow_pickle=False)
+        faiss.write_index(self.index, str(d / FAISS_FILE))
 
     def search(self, vectors: np.ndarray, k: int, allowed: Allowed | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query: (rows, exact cosines), best first, min(k, #allowed) of them."""
         q = normalise(vectors, self.dim)
-        m = self.n if allowed is None else allowed.rows.size
+        m = self.n if allowed is None else int(allowed.rows.size)
         kk = min(k, m)
         if kk <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
@@ -305,10 +312,14 @@ class DenseIndex:
                     short.append(qi)
                     continue
                 results[qi] = _top(row, self.cosines(q[qi], row), kk)
-            todo = np.asarray(short, dtype=np.int64)
+            todo = np.asarray(short, dtype=np.int64)  # (n_short,)
             scale *= 4
-        for qi, res in enumerate(results):
+        for i, res in enumerate(results):
             if res is not None and res[0].size < kk:
                 # Even the widest approximate search came back short (HNSW under a narrow filter): scan.
-                results[qi] = self.exact(q[qi : qi + 1], kk, None if allowed is None else allowed.rows)[0]
-        return results  # type: ignore[return-value]
+                results[i] = self.exact(q[i : i + 1], kk, None if allowed is None else allowed.rows)[0]
+        # Every query left ``todo`` with its result filled (the loop ends only when none is short).
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):
+            raise RuntimeError("dense search left a query without results")
+        return done

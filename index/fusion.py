@@ -1,98 +1,431 @@
-"""Hybrid search: fusing the dense and the BM25 ranking of one query, and choosing how on dev.
+"""Hybrid search: fusing the dense and the BM25 ranking of one query, and choosing how on dev data.
 
 The settings live in the manifest's ``fusion`` entry, which :class:`index.SearchIndex` exposes as
-``.fusion`` and ``search_hybrid`` applies: ``{"method": "rrf", "k": 10, "depth": 100}`` or
-``{"method": "weighted", "weight": 0.6, "depth": 100}`` (weight on the dense side).
+``.fusion`` and ``search_hybrid`` applies (the service and ``scripts/evaluate.py`` alike):
+
+- ``{"method": "rrf", "k": 10}``: reciprocal rank fusion, Σ 1 / (k + rank).
+- ``{"method": "weighted", "weight": 0.6}``: w·minmax(cosine) + (1 − w)·BM25/max(BM25), w on the dense side.
+- ``{"method": "adaptive", "base": "weighted" | "rrf", "k": 10, "bias": b, "coef": {f: θ_f}, "mean": {f: μ_f},
+  "std": {f: σ_f}}``: a **query-adaptive** weight. Per query, w(q) = clip(b + Σ_f θ_f (x_f − μ_f) / σ_f, 0, 1)
+  from the query's own candidates (no judgements needed, so it applies to any corpus), then the base
+  fusion with that weight (RRF with a weight: 2w / (k + r_dense) + 2(1 − w) / (k + r_bm25); w = ½ is RRF).
+
+Why adaptive: a weight chosen on in-distribution dev (medquad: 0.95 on dense) is the worst choice once
+queries drift from the training form, where the dense side can be far below BM25. The features say how
+much this query looks like what the model knows (:data:`FEATURES`).
+
+Choosing (:func:`choose_fusion`): every constant setting of the grid, and the adaptive weight fitted on
+the dev queries (coordinate search from the best constant weight, an L2 pull to it), are compared by
+5-fold cross-validation over the dev queries; the adaptive one is kept only when it generalises
+better. A model carries the fusion fitted on its training data's dev split (``fusion.json``); an index
+build refines it on the corpus's own dev split where one exists, else keeps the model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import zlib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 
 from models.data import Qrels
-from models.fusion import rrf
-from models.metrics import evaluate_run
 
-DEPTH = 100  # candidates taken from each side, as in scripts/evaluate.py
+from .evaluation import evaluate_run, ndcg_at_k
+
+K = TypeVar("K", bound=Hashable)
+
+DEPTH = 100  # candidates taken from each side
 DEFAULT_FUSION: dict[str, Any] = {"method": "rrf", "k": 10, "depth": DEPTH, "chosen_on": "default"}
 RRF_GRID = (1, 5, 10, 20, 60)
-WEIGHT_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+W_STEPS = np.linspace(0.0, 1.0, 21)  # the weights an adaptive fit is scored at (interpolated between)
+# What a query's candidates say about it (computed by query_features):
+#   top1     the dense top-1 cosine (how close the nearest document is to the query in the model's space)
+#   margin   top-1 minus the 10th cosine (a clear winner, or a flat list of look-alikes)
+#   overlap  share of the dense top 10 that BM25's top 10 also has (the two sides agree)
+#   qlen     log(1 + number of lexical terms): long, multi-question messages are unlike training queries
+#   known    share of the query's terms that occur in the corpus (what BM25 can match at all)
+FEATURES = ("top1", "margin", "overlap", "qlen", "known")
+CV_FOLDS = 5
+CV_MARGIN = 0.002  # adaptive must beat the best constant by this much (cross-validated NDCG@10)
+L2 = 0.002  # pull of the coefficients towards 0 (= the constant weight), per unit of squared coefficient
 
 
 @dataclass
 class Candidates:
     """One query's candidates: rows in dense order, rows in BM25 order (score > 0 only), their BM25
-    scores, and the exact cosine of every candidate of either list."""
+    scores, the exact cosine of every candidate of either list, and the query's lexical statistics
+    (number of terms, share known to the corpus)."""
 
     dense: list[int]
     lexical: list[int]
     bm25: dict[int, float]
     cos: dict[int, float]
+    qlen: int = 0
+    known: float = 0.0
+
+
+def rrf(rankings: Sequence[Sequence[K]], k: float = 60.0, weights: Sequence[float] | None = None) -> list[tuple[K, float]]:
+    """Reciprocal rank fusion: score(d) = Σ_r w_r / (k + rank_r(d)), rank from 1; best first.
+
+    Works on any hashable keys (corpus ids, index rows). Ties break by first appearance (first ranking
+    first), so the result is deterministic.
+    """
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[K, float] = {}
+    for w, ranking in zip(weights, rankings, strict=True):
+        for r, d in enumerate(ranking, 1):
+            scores[d] = scores.get(d, 0.0) + w / (k + r)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+# ---- checking settings ---------------------------------------------------------------------------------
+
+def _num(v: Any) -> TypeGuard[float]:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def check_fusion(settings: Any) -> str | None:
     """Why ``settings`` cannot be applied, or None when it can."""
     if not isinstance(settings, dict):
         return "fusion settings must be an object"
+    depth = settings.get("depth", DEPTH)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        return f"depth must be a positive integer, got {depth!r}"
     method = settings.get("method")
     if method == "rrf":
         k = settings.get("k")
-        return None if isinstance(k, int | float) and k > 0 else f"rrf needs k > 0, got {k!r}"
+        return None if _num(k) and float(k) > 0 else f"rrf needs k > 0, got {k!r}"
     if method == "weighted":
         w = settings.get("weight")
-        return None if isinstance(w, int | float) and 0 <= w <= 1 else f"weighted fusion needs 0 ≤ weight ≤ 1, got {w!r}"
-    return f"unknown fusion method {method!r} (rrf or weighted)"
+        return None if _num(w) and 0 <= float(w) <= 1 else f"weighted fusion needs 0 ≤ weight ≤ 1, got {w!r}"
+    if method == "adaptive":
+        if settings.get("base") not in ("weighted", "rrf"):
+            return f"adaptive fusion needs base weighted or rrf, got {settings.get('base')!r}"
+        if settings.get("base") == "rrf" and not (_num(settings.get("k")) and settings["k"] > 0):
+            return f"adaptive rrf needs k > 0, got {settings.get('k')!r}"
+        if not _num(settings.get("bias")):
+            return f"adaptive fusion needs a finite bias, got {settings.get('bias')!r}"
+        for part in ("coef", "mean", "std"):
+            d = settings.get(part)
+            if not isinstance(d, dict) or set(d) - set(FEATURES) or not all(_num(v) for v in d.values()):
+                return f"adaptive fusion: {part} must map features {FEATURES} to finite numbers"
+        if set(settings["coef"]) - set(settings["mean"]) or set(settings["coef"]) - set(settings["std"]):
+            return "adaptive fusion: every coef needs a mean and a std"
+        if any(settings["std"][f] <= 0 for f in settings["coef"]):
+            return "adaptive fusion: std must be > 0"
+        return None
+    return f"unknown fusion method {method!r} (rrf, weighted or adaptive)"
+
+
+# ---- the math of one query ---------------------------------------------------------------------------
+
+def query_features(c: Candidates) -> dict[str, float]:
+    """The adaptive fusion's inputs for one query (see :data:`FEATURES`)."""
+    top = [c.cos[r] for r in c.dense[:10]]
+    top1 = top[0] if top else 0.0
+    overlap = len(set(c.dense[:10]) & set(c.lexical[:10])) / 10.0
+    return {"top1": top1, "margin": top1 - top[-1] if top else 0.0, "overlap": overlap,
+            "qlen": math.log1p(c.qlen), "known": c.known}
+
+
+def adaptive_weight(settings: dict[str, Any], feats: dict[str, float]) -> float:
+    """w(q) = clip(bias + Σ θ_f (x_f − μ_f) / σ_f, 0, 1): the dense side's weight for this query."""
+    z = settings["bias"] + sum(th * (feats[f] - settings["mean"][f]) / settings["std"][f]
+                               for f, th in settings["coef"].items())
+    return float(min(1.0, max(0.0, z)))
+
+
+@dataclass
+class _Sides:
+    """One query's candidates as aligned arrays (union in dense-then-BM25 order, for first-appearance ties)."""
+
+    rows: list[int]
+    dn: np.ndarray  # (m,) cosine min-max normalised over the candidates
+    ln: np.ndarray  # (m,) BM25 / max BM25 (0 where BM25 did not return the row)
+    inv_d: np.ndarray  # (m,) 1 / (k + dense rank), 0 where absent (k filled in by _rrf_parts)
+    inv_l: np.ndarray  # (m,) 1 / (k + BM25 rank), 0 where absent
+
+
+def _sides(c: Candidates, k: float) -> _Sides:
+    rows = list(dict.fromkeys(c.dense + c.lexical))
+    cos = np.array([c.cos[r] for r in rows], dtype=np.float64)
+    lo, hi = (cos.min(), cos.max()) if rows else (0.0, 0.0)
+    dn = (cos - lo) / (hi - lo) if hi > lo else np.ones_like(cos)
+    bmax = max(c.bm25.values(), default=0.0)
+    ln = np.array([c.bm25.get(r, 0.0) / bmax if bmax > 0 else 0.0 for r in rows])
+    rd = {r: i for i, r in enumerate(c.dense, 1)}
+    rl = {r: i for i, r in enumerate(c.lexical, 1)}
+    inv_d = np.array([1.0 / (k + rd[r]) if r in rd else 0.0 for r in rows])
+    inv_l = np.array([1.0 / (k + rl[r]) if r in rl else 0.0 for r in rows])
+    return _Sides(rows, dn, ln, inv_d, inv_l)
+
+
+def _scores(s: _Sides, base: str, w: np.ndarray) -> np.ndarray:
+    """(len(w), m) fused scores of every candidate at each dense weight in ``w``."""
+    w = w[:, None]
+    if base == "weighted":
+        return w * s.dn + (1 - w) * s.ln
+    return 2 * w * s.inv_d + 2 * (1 - w) * s.inv_l
 
 
 def fuse(c: Candidates, settings: dict[str, Any]) -> list[tuple[int, float]]:
     """(row, fused score) best first; ties keep first appearance (dense list first)."""
-    if settings["method"] == "rrf":
-        return rrf([c.dense, c.lexical], k=float(settings["k"]))  # type: ignore[list-item]
-    # Weighted: min-max normalised cosine (over this query's candidates) against BM25 / its max, so both
-    # sides span [0, 1] whatever the query; a document BM25 did not return counts as BM25 0.
-    rows = list(dict.fromkeys(c.dense + c.lexical))
-    if not rows:
+    method = settings["method"]
+    if method == "rrf":
+        return rrf([c.dense, c.lexical], k=float(settings["k"]))
+    if not c.dense and not c.lexical:
         return []
-    cos = np.array([c.cos[r] for r in rows], dtype=np.float64)
-    lo, hi = cos.min(), cos.max()
-    dn = (cos - lo) / (hi - lo) if hi > lo else np.ones_like(cos)
-    bmax = max(c.bm25.values(), default=0.0)
-    ln = np.array([c.bm25.get(r, 0.0) / bmax if bmax > 0 else 0.0 for r in rows])
-    w = float(settings["weight"])
-    score = w * dn + (1 - w) * ln
-    order = sorted(range(len(rows)), key=lambda i: -score[i])
-    return [(rows[i], float(score[i])) for i in order]
+    if method == "weighted":
+        base, w, k = "weighted", float(settings["weight"]), 60.0
+    else:
+        base, w, k = settings["base"], adaptive_weight(settings, query_features(c)), float(settings.get("k", 60))
+    s = _sides(c, k)
+    score = _scores(s, base, np.array([w]))[0]
+    order = np.argsort(-score, kind="stable")  # stable: equal scores keep first appearance
+    return [(s.rows[i], float(score[i])) for i in order]
 
+
+# ---- choosing on dev ------------------------------------------------------------------------------------
 
 def grid() -> list[dict[str, Any]]:
     return [{"method": "rrf", "k": k} for k in RRF_GRID] + [{"method": "weighted", "weight": w} for w in WEIGHT_GRID]
 
 
-def choose_fusion(
-    candidates: Sequence[Candidates], qids: Sequence[str], qrels: Qrels, doc_ids: Sequence[str], depth: int = DEPTH
-) -> dict[str, Any]:
-    """Try every setting of :func:`grid` on the dev queries; keep the best NDCG@10 (first on ties).
+def _gains(rows: list[int], rel: dict[str, int], doc_ids: Sequence[str]) -> tuple[np.ndarray, float]:
+    g = np.array([2.0 ** rel.get(doc_ids[r], 0) - 1 for r in rows])
+    ideal = sorted(rel.values(), reverse=True)[:10]
+    idcg = sum((2.0**x - 1) / math.log2(i + 2) for i, x in enumerate(ideal))
+    return g, idcg
 
-    ``doc_ids[row]`` is the corpus id of a row. The returned dict records the whole grid, and the dense
-    and BM25 figures alone, so the choice can be checked later.
+
+_DISCOUNT = 1.0 / np.log2(np.arange(2, 12))  # positions 1..10
+
+
+def ndcg_table(cands: Sequence[Candidates], rels: Sequence[dict[str, int]], doc_ids: Sequence[str],
+               base: str, k: float) -> np.ndarray:
+    """(n_queries, len(W_STEPS)) NDCG@10 of each dev query fused with each weight in :data:`W_STEPS`."""
+    out = np.zeros((len(cands), len(W_STEPS)))
+    for i, (c, rel) in enumerate(zip(cands, rels, strict=True)):
+        if not c.dense and not c.lexical:
+            continue
+        s = _sides(c, k)
+        g, idcg = _gains(s.rows, rel, doc_ids)
+        if idcg <= 0:
+            continue
+        order = np.argsort(-_scores(s, base, W_STEPS), axis=1, kind="stable")[:, :10]  # (21, ≤10)
+        out[i] = (g[order] * _DISCOUNT[: order.shape[1]]).sum(axis=1) / idcg
+    return out
+
+
+def _value(table: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n,)
+    """Each query's NDCG at its own weight w (n,), linear between the scored weights."""
+    pos = np.clip(w, 0.0, 1.0) * (len(W_STEPS) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(W_STEPS) - 1)
+    t = pos - lo
+    idx = np.arange(len(w))
+    return (1 - t) * table[idx, lo] + t * table[idx, hi]
+
+
+def fit_adaptive(table: np.ndarray, z: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """(bias, coefficients) maximising mean NDCG − L2·|θ|² over queries, w = clip(bias + z·θ, 0, 1).
+
+    ``table`` (n, len(W_STEPS)) from :func:`ndcg_table`; ``z`` (n, F) standardised features; ``weights``
+    (n,) per query (default equal). Starts at the best constant weight (θ = 0), so the fit is never worse
+    than it on these queries; coordinate search with shrinking steps (the objective is piecewise linear:
+    no gradient to follow).
+    """
+    n, f = z.shape
+    p = np.full(n, 1.0 / max(n, 1)) if weights is None else weights / weights.sum()
+    bias = float(W_STEPS[int(np.argmax(p @ table))])
+    theta = np.zeros(f)
+
+    def objective(b: float, th: np.ndarray) -> float:
+        return float(p @ _value(table, b + z @ th) - L2 * float(th @ th))
+
+    best = objective(bias, theta)
+    for step in (0.2, 0.1, 0.05, 0.02, 0.01):
+        improved = True
+        while improved:
+            improved = False
+            for j in range(f + 1):
+                for sign in (1.0, -1.0):
+                    b, th = bias, theta.copy()
+                    if j == f:
+                        b += sign * step
+                    else:
+                        th[j] += sign * step
+                    v = objective(b, th)
+                    if v > best + 1e-9:
+                        bias, theta, best, improved = b, th, v, True
+    return bias, theta
+
+
+def _folds(qids: Sequence[str]) -> np.ndarray:
+    """A fixed fold per query id (crc32), so a rerun cross-validates the same way."""
+    return np.array([zlib.crc32(q.encode()) % CV_FOLDS for q in qids])
+
+
+def _cv(table: np.ndarray, z: np.ndarray, folds: np.ndarray, adaptive: bool,
+        weights: np.ndarray | None = None) -> float:
+    """Cross-validated (weighted) mean NDCG@10: fit on the other folds, score the held-out one. Not
+    adaptive: the column (a constant setting) best on the other folds."""
+    p = np.ones(len(table)) if weights is None else weights
+    total = 0.0
+    for f in range(CV_FOLDS):
+        test, train = folds == f, folds != f
+        if not test.any() or not train.any():
+            continue
+        if adaptive:
+            b, th = fit_adaptive(table[train], z[train], p[train])
+            total += p[test] @ _value(table[test], b + z[test] @ th)
+        else:
+            total += p[test] @ table[test, int(np.argmax(p[train] @ table[train]))]
+    return float(total / p.sum())
+
+
+def _standardise(raw: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict[str, float], dict[str, float]]:
+    """(z, features kept, mean, std): (weighted) standardisation; a feature constant here says nothing."""
+    p = np.full(len(raw), 1.0 / max(len(raw), 1)) if weights is None else weights / weights.sum()
+    mean = p @ raw
+    std = np.sqrt(p @ (raw - mean) ** 2)
+    usable = std > 1e-9
+    feats = [f for f, u in zip(FEATURES, usable, strict=True) if u]
+    z = (raw[:, usable] - mean[usable]) / std[usable]
+    return (z, feats, {f: float(m) for f, m in zip(feats, mean[usable], strict=True)},
+            {f: float(s) for f, s in zip(feats, std[usable], strict=True)})
+
+
+def _raw_features(candidates: Sequence[Candidates]) -> np.ndarray:
+    return np.array([[query_features(c)[f] for f in FEATURES] for c in candidates]).reshape(len(candidates), len(FEATURES))
+
+
+def choose_model_fusion(
+    dev: Sequence[Candidates], dev_qids: Sequence[str], qrels: Qrels,
+    probes: Sequence[Candidates], probe_rels: Sequence[dict[str, int]], doc_ids: Sequence[str],
+    depth: int = DEPTH,
+) -> dict[str, Any]:
+    """The fusion a model carries, for corpora that have no judgements of their own.
+
+    Fitted on two populations weighted equally: the training data's dev queries (the form the model was
+    trained on, where the dense side is strong) and *probe* queries, sentences of the corpus's own
+    documents (index/probes.py: text unlike the training questions, where BM25 is strong). Their
+    features differ the way real drifted queries differ (measured: lower top-1 cosine, margin and
+    overlap), so the weight learns to fall back on BM25 when a query is unlike what the model knows;
+    on dev alone there is nothing to learn that from. Falls back to :func:`choose_fusion` on the dev
+    queries when the adaptive weight does not beat a constant one (cross-validated on the mixture).
+    """
+    on_dev = choose_fusion(dev, dev_qids, qrels, doc_ids, depth)
+    if not probes:
+        return on_dev
+    cands = list(dev) + list(probes)
+    rels = [qrels[q] for q in dev_qids] + list(probe_rels)
+    weights = np.concatenate([np.full(len(dev), 0.5 / len(dev)), np.full(len(probes), 0.5 / len(probes))])
+    z, feats, mean, std = _standardise(_raw_features(cands), weights)
+    folds = np.concatenate([_folds(dev_qids), _folds([f"probe:{i}" for i in range(len(probes))])])
+    best: dict[str, Any] | None = None
+    for base, k in (("weighted", 60.0), ("rrf", 10.0)):
+        table = ndcg_table(cands, rels, doc_ids, base, k)
+        cv_const, cv_adapt = _cv(table, z, folds, False, weights), _cv(table, z, folds, True, weights)
+        b, th = fit_adaptive(table, z, weights)
+        w = np.clip(b + z @ th, 0, 1)
+        value = _value(table, w)
+        rec = {"method": "adaptive", "base": base, **({"k": k} if base == "rrf" else {}), "bias": round(b, 4),
+               "coef": {f: round(float(t), 4) for f, t in zip(feats, th, strict=True)}, "mean": mean, "std": std,
+               "cv_ndcg@10": round(cv_adapt, 5), "cv_constant_ndcg@10": round(cv_const, 5),
+               "dev_ndcg@10": round(float(value[: len(dev)].mean()), 5),
+               "probe_ndcg@10": round(float(value[len(dev):].mean()), 5)}
+        if best is None or rec["cv_ndcg@10"] > best["cv_ndcg@10"]:
+            best = rec
+    assert best is not None
+    report = {"probes": len(probes), "probe_dense_ndcg@10": round(float(ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)[:, -1].mean()), 5),
+              "probe_bm25_ndcg@10": round(float(ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)[:, 0].mean()), 5)}
+    if best["cv_ndcg@10"] <= best["cv_constant_ndcg@10"] + CV_MARGIN:
+        return {**on_dev, "model_fit": {**report, "adaptive": best, "adaptive_adopted": False}}
+    settings = {k: v for k, v in best.items() if not k.endswith("ndcg@10")}
+    return {**settings, "depth": depth, "chosen_on": "dev+probes", "dev_queries": len(dev_qids),
+            "dev_ndcg@10": best["dev_ndcg@10"], "dev_dense_ndcg@10": on_dev["dev_dense_ndcg@10"],
+            "dev_bm25_ndcg@10": on_dev["dev_bm25_ndcg@10"], "model_fit": {**report, "adaptive": best, "adaptive_adopted": True},
+            "dev_only": {k: v for k, v in on_dev.items() if k not in ("grid", "adaptive")}}
+
+
+def choose_fusion(
+    candidates: Sequence[Candidates], qids: Sequence[str], qrels: Qrels, doc_ids: Sequence[str],
+    depth: int = DEPTH, prior: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Choose the fusion on dev queries (see the module docstring); ``prior`` is the model's own fusion.
+
+    ``doc_ids[row]`` is the corpus id of a row. The returned dict records the whole grid, the dense and
+    BM25 figures alone, and the cross-validated comparison, so the choice can be checked later.
     """
 
     def ndcg(run: dict[str, list[str]]) -> float:
         return evaluate_run(run, qrels)["ndcg@10"]
 
-    tried = []
+    def per_query(s: dict[str, Any]) -> np.ndarray:
+        return np.array([ndcg_at_k([doc_ids[r] for r, _ in fuse(c, s)[:10]], qrels[q], 10) for q, c in pairs])
+
+    pairs = list(zip(qids, candidates, strict=True))
+    folds = _folds(qids)
+    tried: list[dict[str, Any]] = []
+    columns = []
     for s in grid():
-        run = {q: [doc_ids[r] for r, _ in fuse(c, s)[:depth]] for q, c in zip(qids, candidates, strict=True)}
-        tried.append({**s, "ndcg@10": round(ndcg(run), 5)})
+        col = per_query(s)
+        columns.append(col)
+        tried.append({**s, "ndcg@10": round(float(col.mean()), 5)})
     best = max(tried, key=lambda t: t["ndcg@10"])  # max keeps the first of equal values
-    dense = ndcg({q: [doc_ids[r] for r in c.dense] for q, c in zip(qids, candidates, strict=True)})
-    lexical = ndcg({q: [doc_ids[r] for r in c.lexical] for q, c in zip(qids, candidates, strict=True)})
-    chosen = {k: v for k, v in best.items() if k != "ndcg@10"}
+    cv_grid = _cv(np.stack(columns, axis=1), np.zeros((len(qids), 0)), folds, False)
+    dense = ndcg({q: [doc_ids[r] for r in c.dense] for q, c in pairs})
+    lexical = ndcg({q: [doc_ids[r] for r in c.lexical] for q, c in pairs})
+    chosen: dict[str, Any] = {k: v for k, v in best.items() if k != "ndcg@10"}
+    chosen_ndcg, chosen_cv = best["ndcg@10"], cv_grid
+
+    # The adaptive weight, on each base; the RRF base takes the best constant RRF k.
+    rels = [qrels[q] for q in qids]
+    z, feats, mean, std = _standardise(_raw_features(candidates))
+    rrf_k = max((t for t in tried if t["method"] == "rrf"), key=lambda t: t["ndcg@10"])["k"]
+    adaptive_report: list[dict[str, Any]] = []
+    for base, k in (("weighted", 60.0), ("rrf", float(rrf_k))):
+        table = ndcg_table(candidates, rels, doc_ids, base, k)
+        cv_const, cv_adapt = _cv(table, z, folds, False), _cv(table, z, folds, True)
+        b, th = fit_adaptive(table, z)
+        settings = {"method": "adaptive", "base": base, **({"k": k} if base == "rrf" else {}),
+                    "bias": round(b, 4), "coef": {f: round(float(t), 4) for f, t in zip(feats, th, strict=True)},
+                    "mean": mean, "std": std}
+        fitted = ndcg({q: [doc_ids[r] for r, _ in fuse(c, settings)[:depth]] for q, c in pairs})
+        adaptive_report.append({**settings, "dev_ndcg@10": round(fitted, 5), "cv_ndcg@10": round(cv_adapt, 5),
+                                "cv_constant_ndcg@10": round(cv_const, 5)})
+    # Adopted only when it generalises better than choosing among the constant settings (both
+    # cross-validated over the same folds): with a few dozen dev queries a fit can learn noise.
+    best_adaptive = max(adaptive_report, key=lambda a: a["cv_ndcg@10"])
+    adopted = bool(best_adaptive["cv_ndcg@10"] > cv_grid + CV_MARGIN)
+    if adopted:
+        chosen = {k: v for k, v in best_adaptive.items() if not k.endswith("ndcg@10")}
+        chosen_ndcg, chosen_cv = best_adaptive["dev_ndcg@10"], best_adaptive["cv_ndcg@10"]
+    prior_ndcg: float | None = None
+    kept_prior = False
+    if prior is not None and check_fusion(prior) is None:
+        # The model's own fusion was fitted on other queries, so its score here is already a held-out
+        # figure: compare it with the cross-validated figure of what these dev queries would choose.
+        prior_ndcg = round(float(per_query(prior).mean()), 5)
+        if prior_ndcg >= chosen_cv:
+            chosen, chosen_ndcg, kept_prior = settings_of(prior), prior_ndcg, True
+            chosen.pop("depth", None)
     return {
-        **chosen, "depth": depth, "chosen_on": "dev", "dev_queries": len(qids), "dev_ndcg@10": best["ndcg@10"],
+        **chosen, "depth": depth, "chosen_on": "dev", "dev_queries": len(qids), "dev_ndcg@10": chosen_ndcg,
         "dev_dense_ndcg@10": round(dense, 5), "dev_bm25_ndcg@10": round(lexical, 5), "grid": tried,
+        "cv_grid_ndcg@10": round(cv_grid, 5), "adaptive": adaptive_report, "adaptive_adopted": adopted,
+        **({"prior_dev_ndcg@10": prior_ndcg, "kept_prior": kept_prior} if prior_ndcg is not None else {}),
     }
+
+
+_SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std")
+
+
+def settings_of(fusion: dict[str, Any]) -> dict[str, Any]:
+    """Only what :func:`fuse` reads (a manifest's fusion entry also records how it was chosen)."""
+    return {k: v for k, v in fusion.items() if k in _SETTING_KEYS or k == "depth"}

@@ -6,29 +6,21 @@ always compares sizes (cheap: catches truncation and missing files) and compares
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import platform
 import sqlite3
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from common.fs import atomic_write, sha256_file
+
 from .errors import IndexLoadError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "lstm-dssm-index"
 FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -53,13 +45,7 @@ def library_versions() -> dict[str, str]:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` via a temporary file and rename (never a half-written manifest)."""
-    target = directory / MANIFEST_FILE
-    tmp = directory / f".{MANIFEST_FILE}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    atomic_write(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

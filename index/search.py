@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bm25s
 import numpy as np
-
-from models.bm25 import BM25
-from models.encoder import Encoder
 
 from .dense import FAISS_FILE, VECTORS_FILE, Allowed, DenseIndex, normalise
 from .errors import IndexLoadError, IndexMismatchError
 from .fusion import DEPTH, Candidates, check_fusion, fuse
+from .lexical import BM25
 from .manifest import MANIFEST_FILE, check_files, check_manifest_fields, read_manifest
+from .protocols import TextEncoder
 from .store import STORE_FILE, DocStore, canonical_value
 
 BM25_DIR = "bm25"
@@ -48,24 +46,7 @@ class Hit:
 Ranked = tuple[np.ndarray, np.ndarray]  # (rows (n,) int64, scores (n,) float32), best first
 
 
-def _load_bm25(path: Path, lang: str, count: int) -> BM25:
-    b = BM25(lang)
-    try:
-        # Memory-mapped: the service does not hold the score matrix in RAM. (BM25.load has no mmap
-        # switch, so its two attributes are set here the way it sets them.)
-        b.model = bm25s.BM25.load(str(path), mmap=True)
-        b.num_docs = int(b.model.scores["num_docs"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise IndexLoadError(f"{path}: cannot read the BM25 index ({e})") from e
-    if b.num_docs != count:
-        raise IndexLoadError(f"{path}: BM25 index holds {b.num_docs} documents, manifest says {count}")
-    why = _bm25_problem(b.model, count)
-    if why:
-        raise IndexLoadError(f"{path}: damaged BM25 index ({why}); rebuild the index")
-    return b
-
-
-def _bm25_problem(model: bm25s.BM25, count: int) -> str | None:
+def _bm25_problem(model: Any, count: int) -> str | None:  # model: a loaded bm25s.BM25
     """What in the BM25 arrays would make a search fail or score garbage, or None.
 
     bm25s reads them as a CSC matrix (token → documents): ``indptr`` slices ``indices`` (document rows)
@@ -160,7 +141,7 @@ class SearchIndex:
         return dict(self.manifest["fusion"])
 
     @classmethod
-    def load(cls, index_dir: str | os.PathLike, encoder: Encoder | None = None, verify_hashes: bool = False) -> SearchIndex:
+    def load(cls, index_dir: str | os.PathLike, encoder: TextEncoder | None = None, verify_hashes: bool = False) -> SearchIndex:
         """Open an index directory. With ``encoder``, refuse an index built by another model or of another
         dimension (:class:`IndexMismatchError`). File sizes are always checked against the manifest,
         sha256 hashes only with ``verify_hashes`` (reads every byte)."""
@@ -182,13 +163,13 @@ class SearchIndex:
         if encoder is not None:
             if encoder.dim != dim:
                 raise IndexMismatchError(
-                    f"{d}: the index holds {dim}-dimensional vectors but model {encoder.path or '(in memory)'} "
+                    f"{d}: the index holds {dim}-dimensional vectors but model {encoder.name or '(in memory)'} "
                     f"makes {encoder.dim}-dimensional ones; rebuild the index with this model"
                 )
             if encoder.fingerprint != fp:
                 raise IndexMismatchError(
                     f"{d}: the index was built with model {m['model'].get('path', '?')} (fingerprint {fp[:12]}), "
-                    f"not with {encoder.path or '(in memory)'} (fingerprint {encoder.fingerprint[:12] or 'none'}); "
+                    f"not with {encoder.name or '(in memory)'} (fingerprint {encoder.fingerprint[:12] or 'none'}); "
                     "load the model it was built with, or rebuild the index"
                 )
         why = check_fusion(m.get("fusion"))
@@ -201,7 +182,12 @@ class SearchIndex:
                 raise IndexLoadError(f"{d / STORE_FILE}: holds {store.count} documents, manifest says {count}")
             _check_store(store, count)
             dense = DenseIndex.load(d, dim, count, search_params)
-            bm25 = _load_bm25(d / bm25_info["dir"], lang, count) if bm25_info else None
+            bm25 = None
+            if bm25_info:
+                bm25 = BM25.load(d / bm25_info["dir"], lang, count)
+                why = _bm25_problem(bm25.model, count)
+                if why:
+                    raise IndexLoadError(f"{d / bm25_info['dir']}: damaged BM25 index ({why}); rebuild the index")
         except BaseException:
             store.close()
             raise
@@ -283,7 +269,11 @@ class SearchIndex:
                 out[qi] = (rows[keep][:kk], scores[keep][:kk].astype(np.float32))
             todo = short
             depth = min(n, depth * 4)
-        return out  # type: ignore[return-value]
+        # Every query left ``todo`` with its list filled (the loop ends only when none is short).
+        done = [r for r in out if r is not None]
+        if len(done) != len(out):
+            raise RuntimeError("BM25 search left a query without results")
+        return done
 
     # ---- public API ------------------------------------------------------------------------------
 
@@ -313,12 +303,15 @@ class SearchIndex:
         allowed = self._allowed(filter)
         dense = self._dense.search(q, depth, allowed)
         lexical = self._bm25_ranked(queries, depth, allowed)
+        assert self._bm25 is not None  # _bm25_ranked refused an index without a BM25 side
+        stats = self._bm25.query_stats(queries)
         out = []
         for qi, ((drows, dsc), (lrows, lsc)) in enumerate(zip(dense, lexical, strict=True)):
             cos = dict(zip(drows.tolist(), dsc.tolist(), strict=True))
             missing = np.array([r for r in lrows.tolist() if r not in cos], dtype=np.int64)
             cos.update(zip(missing.tolist(), self._dense.cosines(q[qi], missing).tolist(), strict=True))
-            out.append(Candidates(drows.tolist(), lrows.tolist(), dict(zip(lrows.tolist(), lsc.tolist(), strict=True)), cos))
+            bm25 = dict(zip(lrows.tolist(), lsc.tolist(), strict=True))
+            out.append(Candidates(drows.tolist(), lrows.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1]))
         return out
 
     def search_hybrid(
@@ -335,7 +328,9 @@ class SearchIndex:
             raise ValueError(f"fusion: {why}")
         depth = max(k, int(settings.get("depth", DEPTH)))
         cands = self.hybrid_candidates(queries, vectors, depth, filter)
-        ranked = [[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands]
+        ranked: list[list[tuple[int, float, float | None]]] = [
+            [(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands
+        ]
         return self._hits(ranked)
 
     def documents(self, ids: list[str]) -> list[Hit | None]:

@@ -95,9 +95,13 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
             if not line.strip():
                 continue
             if len(cols) == 2:
-                ids.append(cols[0]), titles.append(""), texts.append(cols[1])
+                ids.append(cols[0])
+                titles.append("")
+                texts.append(cols[1])
             elif len(cols) == 3:
-                ids.append(cols[0]), titles.append(cols[1]), texts.append(cols[2])
+                ids.append(cols[0])
+                titles.append(cols[1])
+                texts.append(cols[2])
             else:
                 raise DataError(f"{p}:{n}: expected id<TAB>text or id<TAB>title<TAB>text")
             meta.append({})

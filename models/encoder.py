@@ -1,9 +1,14 @@
-"""Inference: texts → unit vectors with one tower, in length-sorted batches."""
+"""Inference: texts → unit vectors with one tower, in length-sorted batches.
+
+``Encoder`` satisfies ``index.protocols.TextEncoder`` (name, dim, fingerprint, lang, encode, info), the
+seam through which the index build, the served index and the app use a model.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,24 +25,39 @@ class Encoder:
     recurrence wastes few steps on padding; results come back in input order.
     """
 
-    def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "") -> None:
+    def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "",
+                 fusion: dict[str, Any] | None = None) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.config = model.cfg
         self.fingerprint = fingerprint
         self.path = path
+        self.fusion = fusion  # the hybrid fusion fitted with the model (fusion.json), if any
 
     @classmethod
     def from_loaded(cls, lm: LoadedModel) -> Encoder:
-        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path))
+        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path), lm.fusion)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike) -> Encoder:
         return cls.from_loaded(load_model(model_dir))
 
     @property
+    def name(self) -> str:
+        return self.path
+
+    @property
     def dim(self) -> int:
         return self.config.dim
+
+    @property
+    def lang(self) -> str:
+        return self.config.lang
+
+    def info(self) -> dict[str, Any]:
+        cfg = self.config
+        return {"kind": "lstm-dssm", "lang": cfg.lang, "shared_towers": cfg.shared_towers, "pooling": cfg.pooling,
+                "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words}
 
     def max_words(self, tower: str) -> int:
         return self.config.query_max_words if tower == "query" else self.config.doc_max_words
@@ -50,7 +70,8 @@ class Encoder:
         batch_size: int = 256,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """(N, D) float32 unit vectors. ``progress(n)`` is called after each batch of n texts."""
+        """(N, D) float32 unit vectors (the towers end in an L2 normalisation). ``progress(n)`` is called
+        after each batch of n texts."""
         net = self.model.tower(tower)
         feats = self.vocab.featurize(texts, self.max_words(tower))
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]), reverse=True)

@@ -6,17 +6,16 @@ leaves a half-written model where a previous one stood.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
+
+from common.fs import atomic_dir, atomic_write, sha256_files
 
 from .config import ModelConfig
 from .featurizer import Vocab
@@ -25,6 +24,9 @@ from .tower import LSTMDSSM
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.safetensors"
+# The hybrid fusion fitted on the training data's dev split (index/fusion.py settings; optional). Not part
+# of the fingerprint: refitting how to fuse does not change a single vector of an index.
+FUSION_FILE = "fusion.json"
 MODEL_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)
 
 
@@ -39,17 +41,12 @@ class LoadedModel:
     config: ModelConfig
     fingerprint: str
     path: Path
+    fusion: dict[str, Any] | None = None
 
 
 def fingerprint(model_dir: str | os.PathLike) -> str:
     """sha256 over the config, vocabulary and weights files: ties an index to the exact model."""
-    h = hashlib.sha256()
-    for name in MODEL_FILES:
-        h.update(name.encode())
-        with open(Path(model_dir) / name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return sha256_files([(name, Path(model_dir) / name) for name in MODEL_FILES])
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
@@ -70,40 +67,20 @@ def write_model_files(
     st_save_model(model, str(directory / WEIGHTS_FILE), metadata={"format": "lstm-dssm-weights"})
 
 
-def atomic_dir(target: Path) -> Path:
-    """A fresh temporary directory beside ``target``, on the same file system (for rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private (0700); a model folder is shared data (other users, containers)
-    return tmp
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move ``tmp`` to ``target``; an existing ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_model(
     model: LSTMDSSM, vocab: Vocab, out_dir: str | os.PathLike, training: dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> None:
     """Atomically write a complete model directory at ``out_dir``."""
-    target = Path(out_dir)
-    tmp = atomic_dir(target)
-    try:
+    with atomic_dir(out_dir) as tmp:
         write_model_files(model, vocab, tmp, training)
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def write_fusion(model_dir: str | os.PathLike, fusion: dict[str, Any]) -> None:
+    """Store the hybrid fusion fitted with this model (``fusion.json``, atomically; not fingerprinted)."""
+    atomic_write(Path(model_dir) / FUSION_FILE, (json.dumps(fusion, indent=2) + "\n").encode())
 
 
 def _vocab_dict(path: Path) -> dict[str, Any]:
@@ -156,4 +133,12 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     if unexpected or [k for k in missing if not k.startswith("doc.")]:
         raise ModelDirError(f"{d / WEIGHTS_FILE}: weights do not match config (missing {missing}, unexpected {unexpected})")
     model.eval()
-    return LoadedModel(model, vocab, cfg, fingerprint(d), d)
+    fusion = None
+    if (d / FUSION_FILE).is_file():
+        try:
+            fusion = json.loads((d / FUSION_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelDirError(f"{d / FUSION_FILE}: not valid JSON ({e})") from e
+        if not isinstance(fusion, dict):
+            raise ModelDirError(f"{d / FUSION_FILE}: must be a JSON object")
+    return LoadedModel(model, vocab, cfg, fingerprint(d), d, fusion)

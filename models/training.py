@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from index.evaluation import evaluate_dense
+
 from .config import ModelConfig
 from .data import DataError, Dataset
 from .encoder import Encoder
-from .evaluation import evaluate_dense
 from .featurizer import Vocab, detect_lang, split_words, word_ngrams
 from .io import LoadedModel, save_model
 from .loss import dssm_loss
@@ -147,7 +148,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _mine_hard(self) -> list[list[int]]:
-        from .bm25 import BM25
+        from index.lexical import BM25
 
         self.log(f"mining {self.cfg.hard_negatives} BM25 hard negatives per training query")
         bm = BM25(self.model_cfg.lang).index(self.data.corpus.full_texts())
@@ -253,7 +254,7 @@ class Trainer:
                 "elapsed_s": round(self.elapsed(), 1),
             }
             history.append(rec)
-            score = dev["ndcg@10"] if dev else -rec["loss"]
+            score = dev["ndcg@10"] if dev else -(total / n)
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"

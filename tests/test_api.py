@@ -1,5 +1,5 @@
 """The service in-process: every endpoint and every error case, against the real app (lifespan run)
-with a real tiny model and index (tests/test_api_support.py). No mocks."""
+with a real tiny model and index (tests/conftest.py, tests/support). No mocks."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from app.main import create_app
 from app.settings import Settings
 from index import SearchIndex
 from models.encoder import Encoder
-from tests.test_api_support import read_corpus
+from tests.support import read_corpus
 
 # The fixtures (tiny_index_dir, small_index_dir, other_model_dir …) as a plugin: one session-wide copy.
-pytest_plugins = ["tests.test_api_support"]
 
 
 def make_settings(model_dir: Path, index_dir: Path, **kw: Any) -> Settings:

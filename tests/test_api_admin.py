@@ -14,10 +14,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support import API_KEY
 from tests.test_api import assert_error, make_settings
-from tests.test_api_support import API_KEY
-
-pytest_plugins = ["tests.test_api_support"]
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 

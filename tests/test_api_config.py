@@ -14,8 +14,6 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from tests.test_api import assert_error, make_settings
 
-pytest_plugins = ["tests.test_api_support"]
-
 
 def test_every_limit_is_configurable(tiny_model_dir: Path, tiny_index_dir: Path) -> None:
     s = make_settings(tiny_model_dir, tiny_index_dir, max_query_chars=20, max_top_k=5, max_batch=3, max_body_bytes=2048,

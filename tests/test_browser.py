@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_api_support import ServerProcess, start_uvicorn
-
-pytest_plugins = ["tests.test_api_support"]
+from tests.support import ServerProcess, start_uvicorn
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -140,15 +140,15 @@ def test_dockerfile_as_the_issue_asks() -> None:
     assert "[dev]" not in text and "pytest" not in text  # no dev dependencies in the image
     for script in ("scripts/serve.py", "scripts/make_demo_data.py"):
         assert script in text and (ROOT / script).is_file()
+    # The scripts are wrappers over the installed packages: every package the wheel ships is copied in.
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pkg in {p.split(".")[0] for p in include}:
+        assert f"COPY {pkg} ./{pkg}" in text, f"the image misses the {pkg} package"
 
 
 # ---- the containers' commands, outside Docker ----------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, timeout: float = 10, **kw: Any) -> tuple[int, Any]:
@@ -171,6 +171,7 @@ class Containers:
             "DSSM_DATA_DIR": str(tmp / "data"),  # the empty volume mounted when DSSM_DATA is unset
             "DSSM_DEMO_DATA": str(demo_data),    # stands in for the demo dataset baked into the image
         }
+        self.tmp = tmp
         (tmp / "data").mkdir()
 
     def argv_env(self, name: str, **extra: str) -> tuple[list[str], dict[str, str]]:
@@ -227,27 +228,14 @@ def test_trainer_indexer_api_commands(containers: Containers, tiny_beir: Path) -
     assert (index / "manifest.json").is_file()
 
     # api: the compose command on a free port (8000 may be taken on a shared machine).
-    port = _free_port()
+    port = free_port()
     argv, env = c.argv_env("api", DSSM_API_KEY="test-key")
     assert argv[argv.index("--port") + 1] == "8000"
     argv[argv.index("--port") + 1] = str(port)
     argv[argv.index("--host") + 1] = "127.0.0.1"
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        status = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                status, _ = _get(f"{base}/ready", timeout=2)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert status == 200, f"/ready never answered 200 (last {status})"
-
+    with ServerProcess(argv, env, port, c.tmp / "api.log") as proc:
+        proc.wait_ready(90)
         assert _get(f"{base}/health")[0] == 200
         # The compose healthcheck, as Docker would run it inside the container.
         hc = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in c.services["api"]["healthcheck"]["test"][1:]]
@@ -266,13 +254,6 @@ def test_trainer_indexer_api_commands(containers: Containers, tiny_beir: Path) -
                           headers={"Authorization": "Bearer test-key", "Content-Type": "application/json"})
         assert code == 200 and body["status"] == "reloaded", body
         assert _get(f"{base}/search?q=symptoms")[0] == 200
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_compose_trains_like_make_demo() -> None:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_api_support import API_KEY, ServerProcess, start_serve_script, start_uvicorn
-
-pytest_plugins = ["tests.test_api_support"]
+from tests.support import API_KEY, ServerProcess, start_serve_script, start_uvicorn
 
 
 def test_uvicorn_serves_reloads_under_concurrent_queries_without_a_failure(
@@ -111,7 +109,7 @@ def test_load_test_script_measures_a_real_server(tmp_path: Path, tiny_model_dir:
     import subprocess
     import sys
 
-    from tests.test_api_support import ROOT, server_env
+    from tests.support import ROOT, server_env
 
     out = tmp_path / "load.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "load_test.py"), "--model", str(tiny_model_dir),

@@ -14,11 +14,8 @@ tests/test_api_admin.py one damage and a model mismatch in-process; these add th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +27,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from tests.support import API_KEY, ServerProcess, kill_build_midway, start_uvicorn
 from tests.synthetic import make_beir
 from tests.test_api import make_settings
-from tests.test_api_support import API_KEY, ROOT, ServerProcess, start_uvicorn
-
-pytest_plugins = ["tests.test_api_support"]
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -129,25 +124,12 @@ def test_killed_index_build_leaves_the_served_index_serving_and_loadable(
     srv.wait("/ready", 200)
     big = make_beir(tmp_path / "big", n_entities=600)  # 1,800 documents: the build takes a few seconds
     with querying(srv.url) as seen:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "build_index.py"), "--model", str(tiny_model_dir), "--corpus",
-             str(big), "--out", str(served), "--quiet", "--dev-data", "none"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not list(tmp_path.glob(".served-index.tmp-*/docs.sqlite")):  # midway: the store is written
-                assert proc.poll() is None, "the build ended before it could be killed"
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        returncode = kill_build_midway(tiny_model_dir, big, served)
         time.sleep(0.3)
         # The operator reloads "the new index" after the crash: the old one is still there, so it reloads.
         r = httpx.post(f"{srv.url}/admin/reload", headers=AUTH, timeout=60)
         time.sleep(0.3)
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     assert list(tmp_path.glob(".served-index.tmp-*")), "killed before or after the build, not midway"
     assert r.status_code == 200, r.text
     assert not seen["failed"], seen["failed"][:5]

@@ -30,10 +30,8 @@ from bench import hostile
 from index import IndexLoadError, SearchIndex
 from models.encoder import Encoder
 from models.io import ModelDirError, load_model
+from tests.support import API_KEY, ServerProcess, start_serve_script, start_uvicorn
 from tests.test_api import assert_error, make_settings
-from tests.test_api_support import API_KEY, ServerProcess, start_serve_script
-
-pytest_plugins = ["tests.test_api_support"]
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -467,8 +465,6 @@ def test_hostile_runner_refuses_non_loopback() -> None:
 
 def test_plain_uvicorn_still_gets_the_app_level_guards(tiny_model_dir: Path, tiny_index_dir: Path, tmp_path: Path) -> None:
     """``uvicorn app.main:app`` has no header guard (documented) but the body timeout and 499 are the app's."""
-    from tests.test_api_support import start_uvicorn
-
     s = start_uvicorn(tmp_path, model_dir=str(tiny_model_dir), index_dir=str(tiny_index_dir), body_timeout_s="1")
     try:
         s.wait("/ready")

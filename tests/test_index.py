@@ -4,12 +4,7 @@ failure modes: interrupted builds, another model, missing / truncated / corrupte
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,18 +12,18 @@ import numpy as np
 import pytest
 
 import index.dense as dense_mod
+from cli._run import run_cli
+from common.fs import sha256_file
 from index import Hit, IndexBuildError, IndexLoadError, IndexMismatchError, SearchIndex, build_index
-from index.fusion import DEFAULT_FUSION, Candidates, fuse
-from index.manifest import sha256_file
-from models.bm25 import BM25
+from index.fusion import DEFAULT_FUSION, Candidates, fuse, rrf
+from index.lexical import BM25
 from models.config import ModelConfig
 from models.data import DataError, load_beir, load_corpus
 from models.encoder import Encoder
-from models.fusion import rrf
 from models.io import fingerprint, load_model, save_model
 from models.tower import LSTMDSSM
-from scripts._cli import run_cli
 from tests.conftest import shared_dataset
+from tests.support import kill_build_midway
 from tests.synthetic import make_beir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +40,7 @@ def encoder(tiny_model_dir: Path) -> Encoder:
 @pytest.fixture(scope="module")
 def flat_dir(tiny_model_dir: Path, tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("idx") / "flat"
-    build_index(tiny_model_dir, tiny_beir, out, show_progress=False, dev_data=tiny_beir)
+    build_index(Encoder.load(tiny_model_dir), tiny_beir, out, show_progress=False, dev_data=tiny_beir)
     return out
 
 
@@ -147,7 +142,7 @@ def test_k_larger_than_index_zero_and_bad_input(flat: SearchIndex, encoder, corp
 @pytest.mark.parametrize("index_type, params", [("hnsw", None), ("ivf", None), ("IVF4,SQ8", {"nprobe": 2})])
 def test_approximate_types_find_the_exact_neighbours(index_type, params, tiny_model_dir, tiny_beir, tmp_path,
                                                      encoder, corpus, doc_vectors, queries):
-    m = build_index(tiny_model_dir, tiny_beir, tmp_path / "i", index_type=index_type, index_params=params,
+    m = build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "i", index_type=index_type, index_params=params,
                     show_progress=False)
     assert m["index"]["type"] == ("factory" if "," in index_type else index_type)
     qv = encoder.encode(queries, tower="query")
@@ -175,9 +170,9 @@ def test_filter_returns_k_matching_hits(exact_scan, flat, tiny_model_dir, tiny_b
     qv = encoder.encode(queries, tower="query")
     rows = [i for i, m in enumerate(corpus.metadata) if m["aspect"] == "causes"]
     refs = ref_scores(qv, doc_vectors, corpus, rows)
-    build_index(tiny_model_dir, tiny_beir, tmp_path / "h", index_type="hnsw", index_params={"efSearch": 10},
+    build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "h", index_type="hnsw", index_params={"efSearch": 10},
                 show_progress=False)
-    build_index(tiny_model_dir, tiny_beir, tmp_path / "v", index_type="ivf", index_params={"nprobe": 1},
+    build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "v", index_type="ivf", index_params={"nprobe": 1},
                 show_progress=False)
     with SearchIndex.load(tmp_path / "h") as hnsw, SearchIndex.load(tmp_path / "v") as ivf:
         for idx in (flat, hnsw, ivf):
@@ -208,7 +203,8 @@ def test_filter_on_bm25_and_hybrid(flat: SearchIndex, encoder, queries):
 # ---- BM25 and hybrid -----------------------------------------------------------------------------
 
 
-def test_bm25_side_equals_models_bm25(flat: SearchIndex, corpus, queries):
+def test_served_bm25_side_equals_a_fresh_bm25_index(flat: SearchIndex, corpus, queries):
+    """Save, memory-mapped load and the served path change nothing (the formula itself: tests/test_lexical.py)."""
     ref = BM25("en").index(corpus.full_texts())
     idx, sc = ref.search(queries, 10)
     for hits, rows, scores in zip(flat.search_bm25(queries, 10), idx, sc, strict=True):
@@ -256,7 +252,7 @@ def test_fusion_is_chosen_on_dev_and_read_by_the_index(flat: SearchIndex, tiny_m
     assert {"method": f["method"], **({"k": f["k"]} if f["method"] == "rrf" else {"weight": f["weight"]})} in [
         {k: v for k, v in t.items() if k != "ndcg@10"} for t in f["grid"] if t["ndcg@10"] == best]
     # Without dev data: the default, RRF k=10.
-    m = build_index(tiny_model_dir, tiny_beir, tmp_path / "nodev", show_progress=False)
+    m = build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "nodev", show_progress=False)
     assert m["fusion"] == DEFAULT_FUSION
     with SearchIndex.load(tmp_path / "nodev") as idx:
         assert idx.fusion == {"method": "rrf", "k": 10, "depth": 100, "chosen_on": "default"}
@@ -300,7 +296,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def test_empty_corpus_is_refused(tiny_model_dir, tmp_path):
     empty = write_jsonl(tmp_path / "corpus.jsonl", [])
     with pytest.raises(DataError, match="no documents to index"):
-        build_index(tiny_model_dir, empty, tmp_path / "out", show_progress=False)
+        build_index(Encoder.load(tiny_model_dir), empty, tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["corpus.jsonl"]  # no temporary folder left behind
 
@@ -310,8 +306,8 @@ def test_duplicate_ids_are_refused_or_deduplicated(tiny_model_dir, tmp_path, enc
             {"_id": "a", "title": "A", "text": "second a", "src": 2}]
     path = write_jsonl(tmp_path / "dups.jsonl", rows)
     with pytest.raises(DataError, match=r"dups\.jsonl: duplicate document id 'a' \(documents #1 and #3"):
-        build_index(tiny_model_dir, path, tmp_path / "out", show_progress=False)
-    m = build_index(tiny_model_dir, path, tmp_path / "out", show_progress=False, on_duplicate_id="first")
+        build_index(Encoder.load(tiny_model_dir), path, tmp_path / "out", show_progress=False)
+    m = build_index(Encoder.load(tiny_model_dir), path, tmp_path / "out", show_progress=False, on_duplicate_id="first")
     assert m["documents"] == 2 and m["corpus"]["duplicate_ids_dropped"] == 1
     with SearchIndex.load(tmp_path / "out", encoder) as idx:
         a, b = idx.documents(["a", "b"])
@@ -322,7 +318,7 @@ def test_duplicate_ids_are_refused_or_deduplicated(tiny_model_dir, tmp_path, enc
 def test_plain_tsv_corpus(tiny_model_dir, tmp_path, encoder):
     tsv = tmp_path / "docs.tsv"
     tsv.write_text("id\ttext\nx1\tthe signs of kalo disease\nx2\thow to treat serdra\n", encoding="utf-8")
-    build_index(tiny_model_dir, tsv, tmp_path / "out", show_progress=False)
+    build_index(Encoder.load(tiny_model_dir), tsv, tmp_path / "out", show_progress=False)
     with SearchIndex.load(tmp_path / "out", encoder) as idx:
         assert [h.id if h else None for h in idx.documents(["x1", "x2"])] == ["x1", "x2"]
         assert idx.search_bm25(["treat serdra"], 5)[0][0].id == "x2"
@@ -333,13 +329,13 @@ def test_output_that_is_not_an_index_is_never_replaced(tiny_model_dir, tiny_beir
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
     with pytest.raises(IndexBuildError, match="is not an index"):
-        build_index(tiny_model_dir, tiny_beir, precious, show_progress=False)
+        build_index(Encoder.load(tiny_model_dir), tiny_beir, precious, show_progress=False)
     assert (precious / "thesis.txt").read_text() == "years of work"
     (tmp_path / "file").write_text("x")
     with pytest.raises(IndexBuildError, match="not a directory"):
-        build_index(tiny_model_dir, tiny_beir, tmp_path / "file", show_progress=False)
+        build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "file", show_progress=False)
     (tmp_path / "empty").mkdir()  # an empty folder is fine
-    build_index(tiny_model_dir, tiny_beir, tmp_path / "empty", show_progress=False)
+    build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "empty", show_progress=False)
     SearchIndex.load(tmp_path / "empty").close()
 
 
@@ -360,7 +356,7 @@ def test_interrupted_build_leaves_the_old_index(flat_dir, tiny_model_dir, tiny_b
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_index(tiny_model_dir, tiny_beir, target, index_type="hnsw", show_progress=False, log=interrupt)
+        build_index(Encoder.load(tiny_model_dir), tiny_beir, target, index_type="hnsw", show_progress=False, log=interrupt)
     assert snapshot(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # the temporary folder was removed
     SearchIndex.load(target, encoder, verify_hashes=True).close()
@@ -372,20 +368,7 @@ def test_killed_build_leaves_the_old_index(flat_dir, tiny_model_dir, tmp_path, e
     target = tmp_path / "idx"
     shutil.copytree(flat_dir, target)
     before = snapshot(target)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "build_index.py"), "--model", str(tiny_model_dir), "--corpus",
-         str(big), "--out", str(target), "--quiet", "--dev-data", "none"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".idx.tmp-*/docs.sqlite")):
-            assert proc.poll() is None, "the build ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_build_midway(tiny_model_dir, big, target)
     assert list(tmp_path.glob(".idx.tmp-*")), "killed before or after the build, not in the middle"
     assert snapshot(target) == before
     with SearchIndex.load(target, encoder, verify_hashes=True) as idx:
@@ -476,8 +459,8 @@ def cli(main, argv: list[str], capsys) -> tuple[int, str, str]:
 
 
 def test_cli_build_and_evaluate_with_index(tiny_model_dir, tiny_beir, tmp_path, capsys):
-    from scripts.build_index import main as build_main
-    from scripts.evaluate import main as eval_main
+    from cli.build_index import main as build_main
+    from cli.evaluate import main as eval_main
 
     code, out, _ = cli(build_main, ["--model", str(tiny_model_dir), "--corpus", str(tiny_beir), "--out",
                                     str(tmp_path / "idx"), "--quiet"], capsys)
@@ -497,8 +480,8 @@ def test_cli_build_and_evaluate_with_index(tiny_model_dir, tiny_beir, tmp_path, 
 
 
 def test_cli_errors_are_one_line(tiny_model_dir, tiny_beir, flat_dir, tmp_path, capsys):
-    from scripts.build_index import main as build_main
-    from scripts.evaluate import main as eval_main
+    from cli.build_index import main as build_main
+    from cli.evaluate import main as eval_main
 
     base = ["--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--quiet"]
     for argv, expect in [
@@ -527,7 +510,7 @@ def test_round_trip_on_a_real_slice(tiny_model_dir, tmp_path, encoder):
     docs = [json.loads(x) for x in lines]
     corpus_file = tmp_path / "corpus.jsonl"
     corpus_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    build_index(tiny_model_dir, corpus_file, tmp_path / "idx", show_progress=False)
+    build_index(Encoder.load(tiny_model_dir), corpus_file, tmp_path / "idx", show_progress=False)
     corpus = load_corpus(corpus_file)
     doc_vectors = encoder.encode(corpus.full_texts(), tower="document")
     queries = ["What are the symptoms of diabetes ?", "How to diagnose glaucoma ?", "What causes asthma ?"]

@@ -1,4 +1,4 @@
-"""The metric code (models/metrics.py) on a run small enough to check by hand, and against ranx."""
+"""The metric code (index/evaluation.py) on a run small enough to check by hand, and against ranx."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from models.metrics import evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
+from index.evaluation import evaluate_run, mrr_at_k, ndcg_at_k, recall_at_k
 
 QRELS = {"q1": {"d1": 1, "d3": 2}, "q2": {"d9": 1}, "q3": {"d4": 1}}
 RUN = {

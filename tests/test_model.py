@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from index.evaluation import evaluate_dense
 from models.config import ModelConfig
 from models.data import load_beir
 from models.encoder import Encoder
-from models.evaluation import evaluate_dense
 from models.featurizer import Vocab
 from models.io import ModelDirError, load_model, save_model
 from models.tower import LSTMDSSM, Packed

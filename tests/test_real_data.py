@@ -6,10 +6,10 @@ import random
 
 import pytest
 
+from index.evaluation import evaluate_dense
 from models.config import ModelConfig
 from models.data import Corpus, Dataset, load_beir
 from models.encoder import Encoder
-from models.evaluation import evaluate_dense
 from models.training import TrainConfig, Trainer
 from tests.conftest import shared_dataset
 
@@ -44,8 +44,8 @@ def test_small_model_learns_medquad_slice():
 
 @pytest.mark.shared_data
 def test_reference_bm25_figures_reproduce():
-    from models.bm25 import BM25
-    from models.metrics import evaluate_run
+    from index.evaluation import evaluate_run
+    from index.lexical import BM25
 
     for name, lang, ref in (("medquad", "en", 0.602), ("kuake_qtr", "zh", 0.809)):
         d = load_beir(shared_dataset(name))

@@ -18,9 +18,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 
 from bench.fuzz import fuzz
-from tests.test_api_support import API_KEY, ServerProcess, free_port, start_uvicorn
-
-pytest_plugins = ["tests.test_api_support"]
+from tests.support import API_KEY, ServerProcess, free_port, start_uvicorn
 
 EXAMPLES = 12  # per operation and generation mode (positive, negative): ~100 cases, ~5 s
 

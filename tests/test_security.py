@@ -18,10 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from tests.support import API_KEY, ROOT
 from tests.test_api import make_settings
-from tests.test_api_support import API_KEY, ROOT
-
-pytest_plugins = ["tests.test_api_support"]
 
 CODE_DIRS = ("app", "index", "models", "scripts", "bench")
 

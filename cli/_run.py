@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from common.fs import ForeignFolderError
 from models.data import DataError
 from models.io import ModelDirError
 
@@ -17,7 +18,7 @@ def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main``; known errors print ``error: …`` and exit 2, Ctrl-C exits 130."""
     try:
         sys.exit(main() or 0)
-    except (DataError, ModelDirError, UsageError, FileNotFoundError) as e:
+    except (DataError, ModelDirError, UsageError, ForeignFolderError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

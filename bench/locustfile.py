@@ -1,6 +1,6 @@
 """Locust users for the search service: ``scripts/reliability.py load`` runs it headless (50 users, 60 s).
 
-    locust -f scripts/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
+    locust -f bench/locustfile.py --headless -u 50 -r 10 -t 60s --host http://127.0.0.1:8000
 
 Each user is one client of the service: mostly searches (POST and GET, dense and hybrid, varied
 top_k), some embeddings, a health probe. A request counts as failed unless it returns 200 with the

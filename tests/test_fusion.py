@@ -1,0 +1,168 @@
+"""The query-adaptive hybrid fusion (index/fusion.py), the probes (index/probes.py) and the fusion a model
+carries (fusion.json): hand examples, a synthetic population where the right weight depends on a
+feature, and the build paths (with and without the corpus's own dev split)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from index import SearchIndex, build_index
+from index.build import fit_model_fusion
+from index.fusion import (
+    FEATURES,
+    W_STEPS,
+    Candidates,
+    adaptive_weight,
+    check_fusion,
+    choose_fusion,
+    fit_adaptive,
+    fuse,
+    query_features,
+)
+from index.probes import probe_queries
+from models.data import load_beir
+from models.encoder import Encoder
+from models.io import ModelDirError, load_model, write_fusion
+
+
+def adaptive(**kw: object) -> dict:
+    s = {"method": "adaptive", "base": "weighted", "bias": 0.5, "coef": {"overlap": 1.0},
+         "mean": {"overlap": 0.5}, "std": {"overlap": 0.25}}
+    s.update(kw)
+    return s
+
+
+def test_features_of_a_hand_example():
+    c = Candidates(dense=[1, 2, 3], lexical=[3, 4], bm25={3: 4.0, 4: 2.0}, cos={1: 0.9, 2: 0.5, 3: 0.1, 4: 0.3},
+                   qlen=3, known=2 / 3)
+    f = query_features(c)
+    assert f == pytest.approx({"top1": 0.9, "margin": 0.8, "overlap": 0.1, "qlen": math.log(4), "known": 2 / 3})
+
+
+def test_adaptive_weight_and_fuse_by_hand():
+    c = Candidates(dense=[1, 2, 3], lexical=[3, 4], bm25={3: 4.0, 4: 2.0}, cos={1: 0.9, 2: 0.5, 3: 0.1, 4: 0.3})
+    s = adaptive()
+    # overlap 0.1 → z = (0.1 − 0.5) / 0.25 = −1.6 → w = clip(0.5 − 1.6) = 0: BM25 alone decides.
+    assert adaptive_weight(s, query_features(c)) == 0.0
+    got = fuse(c, s)
+    assert [r for r, _ in got[:2]] == [3, 4] and got[0][1] == pytest.approx(1.0) and got[1][1] == pytest.approx(0.5)
+    # A bias high enough: the dense order, exactly the weighted fusion with w = 1.
+    s1 = adaptive(bias=3.0)
+    assert fuse(c, s1) == fuse(c, {"method": "weighted", "weight": 1.0})
+    # RRF base at w = ½ is plain RRF.
+    half = adaptive(base="rrf", k=1, bias=0.5, coef={}, mean={}, std={})
+    assert [(r, pytest.approx(s)) for r, s in fuse(c, {"method": "rrf", "k": 1})] == fuse(c, half)
+
+
+@pytest.mark.parametrize("bad, why", [
+    (adaptive(base="max"), "base"),
+    (adaptive(base="rrf"), "k > 0"),
+    (adaptive(bias=float("nan")), "bias"),
+    (adaptive(bias="0.5"), "bias"),
+    (adaptive(coef={"nope": 1.0}, mean={"nope": 0}, std={"nope": 1}), "coef"),
+    (adaptive(std={"overlap": 0.0}), "std must be > 0"),
+    (adaptive(mean={}), "mean"),
+    ({"method": "rrf", "k": 10, "depth": "abc"}, "depth"),
+    ({"method": "weighted", "weight": True}, "weight"),
+])
+def test_bad_adaptive_settings_are_refused(bad, why):
+    assert why in (check_fusion(bad) or "")
+
+
+def test_fit_finds_the_weight_that_depends_on_a_feature():
+    # Two populations: queries with feature +1 are answered best by the dense side (w = 1), those with
+    # feature −1 by BM25 (w = 0). No constant weight serves both; the adaptive one does.
+    n = 200
+    z = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)[:, None]
+    table = np.where(z > 0, W_STEPS[None, :], 1 - W_STEPS[None, :])  # NDCG rises with w, or falls
+    b, th = fit_adaptive(table, z)
+    w = np.clip(b + z[:, 0] * th[0], 0, 1)
+    assert th[0] > 0 and (w[z[:, 0] > 0] > 0.9).all() and (w[z[:, 0] < 0] < 0.1).all()
+    assert table.mean(axis=0).max() == pytest.approx(0.5)  # the best constant
+
+
+def _population(rng: np.random.Generator, n: int) -> tuple[list[Candidates], list[str], dict, list[str]]:
+    """Synthetic queries where the dense side is right when it agrees with BM25 in its top 10 and wrong
+    otherwise (its top hit is a wrong document, BM25's the right one)."""
+    cands, qids, qrels, ids = [], [], {}, [f"d{i}" for i in range(40)]
+    for q in range(n):
+        agree = q % 2 == 0
+        right = int(rng.integers(0, 40))
+        others = [int(x) for x in rng.permutation([i for i in range(40) if i != right])[:12]]
+        dense = [right, *others[:9]] if agree else others[:10]
+        lexical = ([*others[:4], right] if agree else [right, *others[10:12]])
+        cos = {r: 0.9 - 0.01 * i for i, r in enumerate(dense)}
+        cos.update({r: 0.2 for r in lexical if r not in cos})
+        bm25 = {r: 10.0 - i for i, r in enumerate(lexical)}
+        cands.append(Candidates(dense, lexical, bm25, cos, qlen=5, known=1.0))
+        qids.append(f"q{q}")
+        qrels[f"q{q}"] = {ids[right]: 1}
+    return cands, qids, qrels, ids
+
+
+def test_choose_fusion_adopts_adaptive_only_when_it_generalises():
+    rng = np.random.default_rng(0)
+    cands, qids, qrels, ids = _population(rng, 200)
+    f = choose_fusion(cands, qids, qrels, ids)
+    assert f["adaptive_adopted"] and f["method"] == "adaptive"
+    assert f["dev_ndcg@10"] > max(t["ndcg@10"] for t in f["grid"]) + 0.05
+    assert check_fusion(f) is None and json.loads(json.dumps(f)) == f
+    # Features that carry nothing (every query agrees): no adaptive weight is adopted.
+    same = [c for c, q in zip(cands, qids, strict=True) if int(q[1:]) % 2 == 0]
+    f2 = choose_fusion(same, [q for q in qids if int(q[1:]) % 2 == 0], qrels, ids)
+    assert not f2["adaptive_adopted"] and f2["method"] in ("rrf", "weighted")
+
+
+def test_probes_are_sentences_of_their_document(tiny_beir):
+    data = load_beir(tiny_beir)
+    texts, rels = probe_queries(data.corpus, 30, "en", seed=1)
+    assert texts and len(texts) == len(rels)
+    by_id = dict(zip(data.corpus.ids, data.corpus.texts, strict=True))
+    for t, r in zip(texts, rels, strict=True):
+        (doc,) = r
+        assert t in by_id[doc] and len(t.split()) >= 6
+    assert probe_queries(data.corpus, 30, "en", seed=1) == (texts, rels)  # deterministic
+    zh, zr = probe_queries(data.corpus, 10, "zh", seed=1)
+    assert all(t in by_id[next(iter(r))] for t, r in zip(zh, zr, strict=True))
+
+
+def test_model_fusion_is_used_without_dev_and_refined_with_it(tiny_model_dir, tiny_beir, tmp_path):
+    data = load_beir(tiny_beir)
+    model = tmp_path / "model"
+    import shutil
+
+    shutil.copytree(tiny_model_dir, model)
+    f = fit_model_fusion(Encoder.load(model), data, probes=100)
+    assert f is not None and check_fusion(f) is None and f["dev_queries"] == len(data.split("dev"))
+    write_fusion(model, f)
+    enc = Encoder.load(model)
+    assert enc.fusion == f and enc.fingerprint == Encoder.load(tiny_model_dir).fingerprint  # not fingerprinted
+    # No dev data: the index serves the model's fusion.
+    m = build_index(enc, tiny_beir / "corpus.jsonl", tmp_path / "nodev", show_progress=False)
+    assert m["fusion"]["chosen_on"] == "model" and m["fusion"]["method"] == f["method"]
+    with SearchIndex.load(tmp_path / "nodev", enc) as idx:
+        q = [data.queries[next(iter(data.split("test")))]]
+        hits = idx.search_hybrid(q, enc.encode(q), 5)[0]
+        assert len(hits) == 5
+    # With dev data: chosen on it, the model's fusion compared as the prior.
+    m2 = build_index(enc, tiny_beir, tmp_path / "dev", show_progress=False, dev_data=tiny_beir)
+    assert m2["fusion"]["chosen_on"] == "dev" and "prior_dev_ndcg@10" in m2["fusion"]
+
+
+@pytest.mark.parametrize("content", ["[]", "{not json", "null"])
+def test_a_damaged_fusion_file_is_named(tiny_model_dir, tmp_path, content):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "fusion.json").write_text(content, encoding="utf-8")
+    with pytest.raises(ModelDirError, match="fusion.json"):
+        load_model(model)
+
+
+def test_features_listed_once():
+    assert len(set(FEATURES)) == len(FEATURES) == 5
