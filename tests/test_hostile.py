@@ -200,7 +200,20 @@ def _more_index_damages() -> dict[str, tuple[Callable[[Path], None], str]]:
             hostile._refresh_manifest(d)
         return damage
 
+    def garble_table(name: str) -> Callable[[Path], None]:
+        def damage(d: Path) -> None:  # same size, so only reading the page finds it
+            con = sqlite3.connect(d / "docs.sqlite")
+            page = con.execute("PRAGMA page_size").fetchone()[0]
+            (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+            con.close()
+            with open(d / "docs.sqlite", "r+b") as f:
+                f.seek((root - 1) * page)
+                f.write(b"\xde\xad" * (page // 2))
+        return damage
+
     return {
+        "meta table page garbled": (garble_table("meta"), "docs.sqlite"),
+        "docs table page garbled": (garble_table("docs"), "docs.sqlite"),
         "dim 0": (manifest(lambda m: m.update(dim=0)), "dim"),
         'documents "many"': (manifest(lambda m: m.update(documents="many")), "documents"),
         "lang null": (manifest(lambda m: m["model"].update(lang=None)), "model.lang"),
