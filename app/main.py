@@ -39,8 +39,11 @@ def _set_threads(settings: Settings) -> None:
     # fewer threads each avoid oversubscribing the cores.
     if settings.torch_threads:
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(settings.torch_threads)
+        # NumPy's BLAS runs the single-query tower (models/fast.py): the same budget as torch's.
+        threadpool_limits(limits=settings.torch_threads, user_api="blas")
     if settings.faiss_threads:
         import faiss
 
