@@ -148,6 +148,11 @@ def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
         raise BackendLoadError(f"model: {e}") from e
     except OSError as e:
         raise BackendLoadError(f"model: cannot read {model_dir}: {e}") from e
+    except Exception as e:
+        # Whatever the loader did not foresee in a folder from disk: a refused load (422, counted as a
+        # failed reload, the old pair serving), never a 500.
+        log.exception("unexpected error loading model %s", model_dir)
+        raise BackendLoadError(f"model: {model_dir}: {type(e).__name__}: {e}") from e
     try:
         # Given the encoder, the index refuses a model (fingerprint) or dimension mismatch.
         index, read_only_reason = open_index(Path(index_dir), encoder, verify_hashes, writes)
@@ -155,6 +160,9 @@ def load_backend(model_dir: Path, index_dir: Path, verify_hashes: bool = False,
         raise BackendLoadError(f"index: {e}") from e
     except OSError as e:
         raise BackendLoadError(f"index: cannot read {index_dir}: {e}") from e
+    except Exception as e:  # as for the model above
+        log.exception("unexpected error loading index %s", index_dir)
+        raise BackendLoadError(f"index: {index_dir}: {type(e).__name__}: {e}") from e
     try:
         if index.dim != encoder.dim:
             raise BackendLoadError(f"index dimension {index.dim} != model dimension {encoder.dim}")

@@ -6,6 +6,7 @@ anything unforeseen becomes a 500 with that shape too, never an HTML page or a s
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,6 +50,38 @@ class BodyTooLargeError(ServiceError):
     """A request body over ``max_body_bytes``."""
 
 
+class BadRequestError(ServiceError):
+    """A request that breaks HTTP framing (bad request line, headers or chunk sizes)."""
+
+
+class BadContentLengthError(BadRequestError):
+    """A ``Content-Length`` header that is not a non-negative integer."""
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """A body sent as something other than JSON (text/plain, a form, multipart …)."""
+
+
+class BodyTimeoutError(ServiceError):
+    """The body did not arrive within ``body_timeout_s`` of the headers (a slow or stalled sender)."""
+
+
+class HeaderTooLargeError(ServiceError):
+    """Request line plus headers over ``max_header_bytes`` (answered by the HTTP protocol, app.protocol)."""
+
+
+class HeaderTimeoutError(ServiceError):
+    """The request line and headers did not arrive within ``header_timeout_s`` (app.protocol)."""
+
+
+class ClientClosedError(ServiceError):
+    """The client went away (or broke the framing) before its request was read: not a server fault."""
+
+
+class FilterTooLargeError(ServiceError):
+    """A ``/search`` filter with more fields, or longer names/values, than the limits allow."""
+
+
 class InvalidInputError(ServiceError):
     """Well-formed JSON that the service still cannot use (e.g. token ids instead of text)."""
 
@@ -89,6 +122,15 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     InvalidInputError: (422, "invalid_input"),
     BatchTooLargeError: (413, "batch_too_large"),
     BodyTooLargeError: (413, "body_too_large"),
+    BadRequestError: (400, "bad_request"),
+    UnsupportedMediaTypeError: (415, "unsupported_media_type"),
+    BodyTimeoutError: (408, "body_timeout"),
+    HeaderTooLargeError: (431, "header_too_large"),
+    HeaderTimeoutError: (408, "header_timeout"),
+    # 499 (nginx's "client closed request"): logged and counted apart from 5xx, so a 5xx alert means a
+    # server fault; the client never sees it (it is gone).
+    ClientClosedError: (499, "client_closed_request"),
+    FilterTooLargeError: (422, "filter_too_large"),
     AdminDisabledError: (404, "not_found"),
     AuthMissingError: (401, "unauthorized"),
     AuthInvalidError: (403, "forbidden"),
@@ -128,6 +170,13 @@ def status_of(exc: ServiceError) -> tuple[int, str]:
         if cls in ERROR_TABLE:
             return ERROR_TABLE[cls]
     return 500, "internal_error"
+
+
+def error_bytes(exc: ServiceError) -> tuple[int, bytes]:
+    """(status, JSON body) of a domain error, for code below the framework (the HTTP protocol) that
+    writes raw bytes but must still answer from this table."""
+    status, err_type = status_of(exc)
+    return status, json.dumps(error_body(err_type, exc.message)).encode()
 
 
 def service_error_response(exc: ServiceError) -> JSONResponse:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .errors import BatchTooLargeError, InputTooLongError, TopKOutOfRangeError
+from .errors import BatchTooLargeError, FilterTooLargeError, InputTooLongError, TopKOutOfRangeError
 from .settings import Settings
 
 
@@ -22,3 +23,22 @@ def check_texts(texts: Sequence[str], settings: Settings, what: str = "input") -
 def check_top_k(top_k: int, settings: Settings) -> None:
     if not 1 <= top_k <= settings.max_top_k:
         raise TopKOutOfRangeError(f"top_k must be between 1 and {settings.max_top_k}, got {top_k}")
+
+
+def check_filter(filter: Mapping[str, Any] | None, settings: Settings) -> None:
+    """At most ``max_filter_fields`` fields, names and string values of at most ``max_filter_chars``.
+
+    Checked before any lookup: each field costs one SQL query and the result is cached, so an
+    unbounded filter is a cheap way to burn CPU and memory (issue 13, row 2)."""
+    if not filter:
+        return
+    if len(filter) > settings.max_filter_fields:
+        raise FilterTooLargeError(
+            f"filter has {len(filter)} fields; the limit is {settings.max_filter_fields}")
+    for key, value in filter.items():
+        if len(key) > settings.max_filter_chars:
+            raise FilterTooLargeError(
+                f"filter field name of {len(key)} characters; the limit is {settings.max_filter_chars}")
+        if isinstance(value, str) and len(value) > settings.max_filter_chars:
+            raise FilterTooLargeError(
+                f"filter value of {key[:50]!r} is {len(value)} characters; the limit is {settings.max_filter_chars}")

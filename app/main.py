@@ -39,16 +39,17 @@ def _set_threads(settings: Settings) -> None:
     # fewer threads each avoid oversubscribing the cores.
     if settings.torch_threads:
         import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    if settings.faiss_threads:
-        import faiss
         from threadpoolctl import threadpool_limits
 
+        torch.set_num_threads(settings.torch_threads)
+        # NumPy's BLAS runs the single-query tower (models/fast.py): the same budget as torch's. It also
+        # runs exact scans (filters, the live index's growing segment): 2 OpenBLAS threads on 2 busy
+        # cores made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
+        threadpool_limits(limits=settings.torch_threads, user_api="blas")
+    if settings.faiss_threads:
+        import faiss
+
         faiss.omp_set_num_threads(settings.faiss_threads)
-        # numpy's BLAS does the exact scans (filters, the live index's growing segment): on 2 busy cores
-        # its default of 2 OpenBLAS threads made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
-        threadpool_limits(settings.faiss_threads, user_api="blas")
 
 
 @asynccontextmanager
@@ -99,7 +100,8 @@ def create_app(
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Middleware runs outermost-last-added: request id → CORS → metrics → body limit → routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
+                       on_disconnect=metrics.client_disconnects.inc)
     metrics.instrument(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],

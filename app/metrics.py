@@ -31,6 +31,11 @@ class ServiceMetrics:
         )
         self.index_size = Gauge("dssm_index_documents", "Documents in the served index", registry=r)
         self.ready = Gauge("dssm_ready", "1 when a model and index are loaded and consistent", registry=r)
+        # Apart from http_requests_total's 4xx: how many requests were abandoned before their body was read.
+        self.client_disconnects = Counter(
+            "dssm_client_disconnects_total", "Requests whose client left before the body was read (status 499)",
+            registry=r,
+        )
         self.reloads = Counter("dssm_reloads_total", "Reloads of the model/index pair", ["result"], registry=r)
 
     def instrument(self, app: FastAPI) -> None:

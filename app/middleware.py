@@ -5,16 +5,24 @@ Pure ASGI (not BaseHTTPMiddleware) so they add no task per request and do not bu
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import random
 import re
 import time
-from typing import Any
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import (
+    BadContentLengthError,
+    BodyTimeoutError,
+    BodyTooLargeError,
+    ClientClosedError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+    service_error_response,
+)
 from .logging_setup import request_id_var
 
 log = logging.getLogger("app.access")
@@ -28,13 +36,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if k == name:
             return v
     return None
-
-
-async def _send_json(send: Send, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra_headers or [])})
-    await send({"type": "http.response.body", "body": data})
 
 
 class RequestContextMiddleware:
@@ -72,20 +73,37 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-class BodyLimitMiddleware:
-    """Rejects bodies over ``max_bytes`` with 413 before any parsing.
+def is_json_content_type(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
 
-    A declared Content-Length over the limit is refused without reading; otherwise the body is read
-    (at most the limit, which also covers chunked uploads without a length) and replayed to the app,
-    so an oversize body never reaches JSON parsing and never becomes a 400 or 500.
+
+class BodyLimitMiddleware:
+    """Reads the request body under its limits before any parsing; every refusal comes from the error table.
+
+    - a ``Content-Length`` that is not a number: 400; one over ``max_bytes``: 413 without reading;
+    - a body that is not JSON by its ``Content-Type`` (text/plain, a form, multipart): 415 naming the
+      expected type (no ``Content-Type`` at all is read as JSON, as FastAPI does). ``/admin/`` routes
+      check it themselves, after the key, so that an unauthenticated client learns nothing first;
+    - otherwise the body is read (at most the limit, which also covers chunked uploads without a
+      length) within ``body_timeout_s`` of the headers (408, so a stalled sender cannot hold the
+      request open), and replayed to the app, so an oversize body never reaches JSON parsing;
+    - a client that leaves (or breaks the framing) before its body is read gets a 499: the response
+      goes nowhere, but every outer layer (access log, metrics) records a client event, not a 5xx.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float = 30.0,
+                 on_disconnect: Callable[[], None] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
+        self.on_disconnect = on_disconnect
 
-    def _too_large(self, n: int | str) -> dict[str, Any]:
-        return error_body("body_too_large", f"request body is {n} bytes; the limit is {self.max_bytes}")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: ServiceError, close: bool = True) -> None:
+        if close:
+            # The rest of the body (if any) stays unread: the connection cannot carry another request.
+            exc.headers = {**(exc.headers or {}), "Connection": "close"}
+        await service_error_response(exc)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -93,28 +111,46 @@ class BodyLimitMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None:
-            try:
-                n = int(declared)
-            except ValueError:
-                await _send_json(send, 400, error_body("bad_request", "invalid Content-Length header"))
+            text = declared.decode("latin-1").strip()
+            if not text.isdigit():  # int() would take "+5", " 5", "1_0"
+                await self._refuse(scope, receive, send, BadContentLengthError("invalid Content-Length header"))
                 return
+            n = int(text)
             if n > self.max_bytes:
-                await _send_json(send, 413, self._too_large(n), [(b"connection", b"close")])
+                await self._refuse(scope, receive, send, BodyTooLargeError(
+                    f"request body is {n} bytes; the limit is {self.max_bytes}"))
                 return
+        has_body = (declared is not None and declared.strip() != b"0") or _header(scope, b"transfer-encoding") is not None
+        ctype = _header(scope, b"content-type")
+        if has_body and ctype is not None and not is_json_content_type(ctype) and not scope.get("path", "").startswith("/admin/"):
+            await self._refuse(scope, receive, send, UnsupportedMediaTypeError(
+                f"Content-Type {ctype.decode('latin-1')[:100]!r} is not supported; send the body as application/json"))
+            return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left; nothing to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _send_json(send, 413, self._too_large(f"more than {self.max_bytes}"), [(b"connection", b"close")])
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        if self.on_disconnect is not None:
+                            self.on_disconnect()
+                        await self._refuse(scope, receive, send, ClientClosedError(
+                            "the client closed the connection before its request body was read"), close=False)
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        await self._refuse(scope, receive, send, BodyTooLargeError(
+                            f"request body is more than {self.max_bytes} bytes; the limit is {self.max_bytes}"))
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._refuse(scope, receive, send, BodyTimeoutError(
+                f"the request body did not arrive within {self.body_timeout_s:g} s ({size} bytes received)"))
+            return
         body = b"".join(chunks)
         replayed = False
 

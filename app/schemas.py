@@ -38,13 +38,31 @@ def _not_blank(v: str) -> str:
     return _utf8(v)
 
 
+def _check_texts(v: str | list[str]) -> str | list[str]:
+    """The input checks of both embedding routes (same messages, same error type)."""
+    if isinstance(v, str):
+        return _not_blank(v)
+    if not v:
+        raise ValueError("must not be an empty list")
+    for i, t in enumerate(v):
+        if not t.strip():
+            raise ValueError(f"item {i} must not be empty or whitespace only")
+        try:
+            _utf8(t)
+        except ValueError as e:
+            raise ValueError(f"item {i} {e}") from None
+    return v
+
+
 # ---- /search -------------------------------------------------------------------------------------
 
 
 class SearchRequest(_Request):
     query: str = Field(description="Free text; searched with the query tower.", examples=["what causes glaucoma"])
     top_k: int = Field(10, ge=1, description="Number of results (1..max_top_k, default limit 100).")
-    min_score: float | None = Field(None, description="Drop results whose cosine (dense_score) is below this.")
+    # allow_inf_nan=False: NaN would silently match nothing and ±Infinity everything or nothing (422).
+    min_score: float | None = Field(None, allow_inf_nan=False,
+                                    description="Drop results whose cosine (dense_score) is below this.")
     mode: Mode = Field("dense", description="dense: cosine ranking; hybrid: dense fused with BM25.")
     filter: dict[str, FilterValue] | None = Field(
         None, description="Keep only documents whose metadata fields equal these values.",
@@ -60,6 +78,8 @@ class SearchRequest(_Request):
             _utf8(key)
             if isinstance(value, str):
                 _utf8(value)
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"value of {key!r} must be a finite number, got {value}")
         return v
 
 
@@ -90,18 +110,7 @@ class EmbedRequest(_Request):
     @field_validator("input")
     @classmethod
     def _check_input(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, str):
-            return _not_blank(v)
-        if not v:
-            raise ValueError("must not be an empty list")
-        for i, t in enumerate(v):
-            if not t.strip():
-                raise ValueError(f"item {i} must not be empty or whitespace only")
-            try:
-                _utf8(t)
-            except ValueError as e:
-                raise ValueError(f"item {i} {e}") from None
-        return v
+        return _check_texts(v)
 
 
 class Embedding(BaseModel):
@@ -135,10 +144,11 @@ class OpenAIEmbeddingRequest(BaseModel):
     @field_validator("input")
     @classmethod
     def _check_input(cls, v: str | list[str] | list[int] | list[list[int]]) -> object:
-        for t in [v] if isinstance(v, str) else v:
-            if isinstance(t, str):
-                _utf8(t)
-        return v
+        # The same checks, messages and error type (validation_error) as /embed's input: one client
+        # mistake, one answer on both routes.
+        if isinstance(v, list) and v and not all(isinstance(t, str) for t in v):
+            raise ValueError("token-id input is not supported: this model reads text; send strings")
+        return _check_texts(v)  # type: ignore[arg-type]  # only str / list[str] reach here
 
 
 class Usage(BaseModel):

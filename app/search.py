@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from index import Hit
+from index.fusion import DEPTH
 
 from .backend import Backend
 from .batching import MicroBatcher
@@ -38,6 +39,12 @@ class _Job:
     query: SearchQuery
 
 
+def _fusion_depth(backend: Backend) -> int:
+    # search_hybrid(k) takes max(k, depth) candidates of each side: asking for k = depth keeps exactly
+    # the candidates (and so the fused order) of every top_k up to depth.
+    return int(backend.index.fusion.get("depth", DEPTH))
+
+
 def run_search_batch(backend: Backend, queries: Sequence[SearchQuery], metrics: ServiceMetrics | None = None) -> list[list[Hit]]:
     """Blocking: encode all queries in one pass, search per group, trim to each query's top_k/min_score."""
     t0 = time.perf_counter()
@@ -54,6 +61,11 @@ def run_search_batch(backend: Backend, queries: Sequence[SearchQuery], metrics: 
         flt = queries[idx[0]].filter or None
         t1 = time.perf_counter()
         if mode == "hybrid":
+            if any(queries[i].min_score is not None for i in idx):
+                # min_score is on the cosine but hybrid ranks by the fused score, so passing hits can lie
+                # below the first k: take the first `depth` fused hits (the list top_k = depth shows),
+                # drop what fails, then cut to top_k.
+                k = max(k, _fusion_depth(backend))
             hits = backend.index.search_hybrid([queries[i].text for i in idx], vectors[idx], k, filter=flt)
         else:
             hits = backend.index.search(vectors[idx], k, filter=flt)
@@ -61,11 +73,11 @@ def run_search_batch(backend: Backend, queries: Sequence[SearchQuery], metrics: 
             metrics.search_seconds.labels(mode).observe(time.perf_counter() - t1)
         for i, h in zip(idx, hits, strict=True):
             q = queries[i]
-            h = h[: q.top_k]
             if q.min_score is not None:
                 # min_score is on the cosine in both modes; a hit without one (lexical-only) cannot pass.
+                # Applied before the cut, so top_k is the first k of the hits that pass.
                 h = [x for x in h if x.dense_score is not None and x.dense_score >= q.min_score]
-            out[i] = h
+            out[i] = h[: q.top_k]
     return out
 
 

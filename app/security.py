@@ -16,31 +16,21 @@ def _configured(key: SecretStr | None) -> bool:
     return key is not None and bool(key.get_secret_value())
 
 
-def _token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def _required_token(request: Request) -> str:
+    token = _bearer(request)
+    if not token:
         raise AuthMissingError("missing 'Authorization: Bearer <key>' header", headers={"WWW-Authenticate": "Bearer"})
-    return token.strip()
-
-
-def _matches(token: str, *keys: SecretStr | None) -> bool:
-    # compare_digest on bytes: constant time in the key's content, so timing reveals no prefix. Every
-    # configured key is compared (no early exit), so timing does not say which one matched either.
-    ok = False
-    for key in keys:
-        if _configured(key):
-            assert key is not None
-            ok |= hmac.compare_digest(token.encode(), key.get_secret_value().encode())
-    return ok
+    return token
 
 
 async def require_admin(request: Request) -> None:
     # async: a plain def dependency would run in FastAPI's thread pool for no reason.
     key = request.app.state.settings.api_key
-    if not _configured(key):
+    if key is None or not key.get_secret_value():
         # Without a key there is no admin surface at all: look like a missing route, reveal nothing.
         raise AdminDisabledError("Not Found")
-    if not _matches(_token(request), key):
+    token = _required_token(request)
+    if not _matches(token, key.get_secret_value()):
         raise AuthInvalidError("invalid API key")
 
 
@@ -48,7 +38,8 @@ async def require_write(request: Request) -> None:
     key = request.app.state.settings.write_key
     if not _configured(key):
         raise AdminDisabledError("Not Found")  # writes disabled: the routes do not exist
-    if not _matches(_token(request), key):
+    token = _required_token(request)
+    if not _matches(token, key.get_secret_value()):
         raise AuthInvalidError("invalid write key")
 
 
@@ -56,5 +47,29 @@ async def require_read(request: Request) -> None:
     settings = request.app.state.settings
     if not _configured(settings.read_key):
         return
-    if not _matches(_token(request), settings.read_key, settings.write_key):
+    token = _required_token(request)
+    # Both keys compared, no early exit: timing does not say which one matched.
+    ok = _matches(token, settings.read_key.get_secret_value())
+    if _configured(settings.write_key):
+        ok = _matches(token, settings.write_key.get_secret_value()) | ok
+    if not ok:
         raise AuthInvalidError("invalid read key")
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _matches(token: str, key: str) -> bool:
+    # compare_digest on bytes: constant time in the key's content, so timing reveals no prefix.
+    return hmac.compare_digest(token.encode(), key.encode())
+
+
+def has_admin_key(request: Request) -> bool:
+    """True when the request carries the configured admin key (for routes open to all that show more to admins)."""
+    key = request.app.state.settings.api_key
+    if key is None or not key.get_secret_value():
+        return False
+    token = _bearer(request)
+    return bool(token) and _matches(token, key.get_secret_value())

@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1 << 20, ge=1024)
     max_batch: int = Field(256, ge=1)  # texts per /embed or /v1/embeddings call, documents per POST /documents
     max_top_k: int = Field(100, ge=1)
+    # A filter is one SQL lookup per field and a cached row set: bound both (a 1 MB filter of 85k fields
+    # took 350 ms and kept ~16 MB in the cache).
+    max_filter_fields: int = Field(32, ge=1)
+    max_filter_chars: int = Field(256, ge=1)  # longest field name or string value
+
+    # Slow or hostile sockets (enforced by app.protocol under scripts/serve.py, the body timeout also by
+    # the app itself). Request line + headers must fit max_header_bytes (431) and arrive within
+    # header_timeout_s of the connection opening or of the first byte of a keep-alive request (408, then
+    # closed); the body within body_timeout_s of the headers (408). An idle keep-alive connection is
+    # closed after keep_alive_s.
+    max_header_bytes: int = Field(16384, ge=1024)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    keep_alive_s: int = Field(5, ge=1)
 
     # CPU: the model and the index run in a small pool of threads, never on the event loop. One thread
     # each measured best on 2 cores (medquad, 8 clients: 796 vs 419 req/s with torch's default of 2):

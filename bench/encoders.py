@@ -10,7 +10,6 @@ so the benchmark compares encoders, not implementations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from common.fs import sha256_files
 from index.protocols import TextEncoder
 
 MARKER = "bench-encoder.json"
@@ -58,10 +58,9 @@ class MiniLMEncoder:
         n = int(self.model.max_seq_length)
         self.max_seq_length = n
         self.path = str(path)
-        h = hashlib.sha256(f"minilm max_seq_length={n}".encode())
-        for name in ("model.safetensors", "tokenizer.json", "config.json"):
-            h.update((weights / name).read_bytes())
-        self.fingerprint = h.hexdigest()
+        # The weights, tokenizer and config, and the cut length (another cut gives other vectors).
+        self.fingerprint = sha256_files([(f"minilm max_seq_length={n} {name}", weights / name)
+                                         for name in ("model.safetensors", "tokenizer.json", "config.json")])
         self._dim = int(self.model.get_embedding_dimension())
 
     @classmethod

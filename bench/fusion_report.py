@@ -3,6 +3,9 @@
 
     python -m bench.fusion_report --model MODEL_DIR --data DATASET [--data DATASET ...] [--split test] [--json OUT]
 
+MODEL_DIR may also be a MiniLM encoder folder (``bench.encoders.make_minilm_dir``): then "dense" is
+all-MiniLM-L6-v2 and "hybrid" its fusion with BM25, what a user would assemble instead.
+
 For each dataset, the corpus is indexed once (flat, temporary) and its ``--split`` queries are searched
 through the same calls the service makes (index/evaluation.py) with: the dense side alone, BM25 alone,
 the fusion the index build chooses on the dataset's own dev split (adaptive or constant,
@@ -19,18 +22,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.encoders import load_encoder
 from cli._run import UsageError, run_cli
 from index import SearchIndex, build_index
 from index.evaluation import evaluate_index
 from index.fusion import settings_of
 from models.data import load_dataset
-from models.encoder import Encoder
 
 TOLERANCE = 0.01
 
 
 def report(model: str, datasets: list[str], split: str) -> list[dict[str, Any]]:
-    enc = Encoder.load(model)
+    enc = load_encoder(model)  # an LSTM-DSSM model folder, or a MiniLM encoder folder (bench/encoders.py)
     rows = []
     for path in datasets:
         data = load_dataset(path)

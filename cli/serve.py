@@ -15,6 +15,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.main import create_app
+from app.protocol import guarded_protocol
 from app.settings import Settings
 
 
@@ -52,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
+    # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so
+    # one slow or oversized client cannot stall the others even without a proxy in front.
     uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10,
+                http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_s)
     return 0
 
 

@@ -213,6 +213,13 @@ class DenseIndex:
             raise IndexLoadError(
                 f"{vp}: holds {vectors.dtype} {vectors.shape}, manifest says float32 ({count}, {dim})"
             )
+        # NaN or inf in a stored vector would load and then answer "score": null (or NaN ranks); read
+        # once, in blocks, so a large memory-mapped file is never copied whole.
+        for s in range(0, count, 1 << 16):
+            block = np.asarray(vectors[s : s + (1 << 16)])
+            if not np.isfinite(block).all():
+                row = s + int(np.argwhere(~np.isfinite(block))[0][0])
+                raise IndexLoadError(f"{vp}: row {row} holds a non-finite value (NaN or inf); rebuild the index")
         try:
             index = faiss.read_index(str(fp))
         except RuntimeError as e:

@@ -6,8 +6,10 @@ and the document store opens one read-only SQLite connection per thread.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,12 +22,15 @@ from .dense import FAISS_FILE, VECTORS_FILE, Allowed, DenseIndex, normalise
 from .errors import IndexLoadError, IndexMismatchError
 from .fusion import DEPTH, Candidates, check_fusion, fuse
 from .lexical import BM25
-from .manifest import MANIFEST_FILE, check_files, read_manifest
+from .manifest import MANIFEST_FILE, check_files, check_manifest_fields, read_manifest
 from .protocols import TextEncoder
 from .store import STORE_FILE, DocStore, canonical_value
 
 BM25_DIR = "bm25"
 _FILTER_CACHE = 64  # filters kept as row sets; a service sees few distinct ones
+# ...and bounded in bytes (row array + bitmap + key), since one entry of a large index or a long filter
+# can be megabytes: 64 entries of a 1M-document index would otherwise hold ~520 MB.
+_FILTER_CACHE_BYTES = 32 << 20
 
 
 @dataclass
@@ -39,6 +44,77 @@ class Hit:
 
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (rows (n,) int64, scores (n,) float32), best first
+
+
+def _bm25_problem(model: Any, count: int) -> str | None:  # model: a loaded bm25s.BM25
+    """What in the BM25 arrays would make a search fail or score garbage, or None.
+
+    bm25s reads them as a CSC matrix (token → documents): ``indptr`` slices ``indices`` (document rows)
+    and ``data`` (scores) per token id. Read once at load (they are memory-mapped, ~ms for 10^6 entries)."""
+    sc = model.scores
+    data, indices, indptr = (np.asarray(sc.get(k)) for k in ("data", "indices", "indptr"))
+    if data.ndim != 1 or indices.ndim != 1 or indptr.ndim != 1 or indptr.size < 1:
+        return "data, indices and indptr must be 1-D arrays"
+    if data.dtype.kind != "f" or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+        return f"dtypes {data.dtype}, {indices.dtype}, {indptr.dtype} (floats and integers expected)"
+    if data.size != indices.size:
+        return f"{data.size} scores but {indices.size} document rows"
+    if not np.isfinite(data).all():
+        return "non-finite scores"
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= count):
+        return f"document rows outside 0..{count - 1}"
+    if int(indptr[0]) != 0 or int(indptr[-1]) != data.size or (np.diff(indptr) < 0).any():
+        return "indptr is not a non-decreasing 0..len(data) sequence"
+    vocab = model.vocab_dict
+    if not isinstance(vocab, dict):
+        return "the vocabulary is not a JSON object"
+    n_tokens = indptr.size - 1
+    for token, tid in vocab.items():
+        # bm25s keeps "" as a placeholder id one past the last real token; it is never looked up.
+        if not isinstance(tid, int) or tid < 0 or (tid >= n_tokens and not (token == "" and tid == n_tokens)):
+            return f"token {str(token)[:40]!r} has id {tid!r}, outside 0..{n_tokens - 1}"
+    return None
+
+
+def _check_store(store: DocStore, count: int) -> None:
+    """Rows 0..count-1, text columns, metadata objects and filter rows inside the corpus; else IndexLoadError.
+
+    A row whose metadata is ``[1, 2]`` or whose title is a number would load and then fail every search
+    that returns it; a filter row past the corpus would fail every search with that filter."""
+    q = store._query  # the store's own read path, which turns a damaged page into IndexLoadError
+    lo, hi = q("SELECT MIN(row), MAX(row) FROM docs", ())[0]
+    if count and (lo, hi) != (0, count - 1):
+        raise IndexLoadError(f"{store.path}: rows {lo}..{hi}, expected 0..{count - 1}")
+    bad = q("SELECT row FROM docs WHERE typeof(id) != 'text' OR typeof(title) != 'text' OR typeof(text) != 'text' "
+            "OR typeof(metadata) != 'text' LIMIT 1", ())
+    if bad:
+        raise IndexLoadError(f"{store.path}: row {bad[0][0]}: id, title, text and metadata must be text")
+    try:
+        bad = store._con().execute(
+            "SELECT row FROM docs WHERE NOT json_valid(metadata) OR json_type(metadata) != 'object' LIMIT 1").fetchall()
+    except sqlite3.OperationalError:  # an SQLite without JSON functions: read the column here instead
+        bad = []
+        for row, meta in q("SELECT row, metadata FROM docs", ()):
+            try:
+                ok = isinstance(json.loads(meta), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                bad = [(row,)]
+                break
+    except sqlite3.DatabaseError as e:
+        raise IndexLoadError(f"{store.path}: cannot read the document store ({e}); rebuild the index") from e
+    if bad:
+        raise IndexLoadError(f"{store.path}: row {bad[0][0]}: metadata must be a JSON object")
+    bad = q("SELECT row FROM meta WHERE typeof(row) != 'integer' OR row < 0 OR row >= ? LIMIT 1", (count,))
+    if bad:
+        raise IndexLoadError(f"{store.path}: the metadata index names row {bad[0][0]!r}, outside 0..{count - 1}")
+
+
+def _entry_bytes(key: tuple[tuple[str, str], ...], allowed: Allowed) -> int:
+    """Approximate memory of one filter-cache entry: its arrays, plus ~100 bytes of Python objects and
+    the text of each (field, value) pair of its key."""
+    return allowed.rows.nbytes + allowed.bitmap.nbytes + sum(100 + len(k) + len(v) for k, v in key)
 
 
 class SearchIndex:
@@ -56,6 +132,7 @@ class SearchIndex:
         self._dense = dense
         self._bm25 = bm25
         self._filters: OrderedDict[tuple[tuple[str, str], ...], Allowed] = OrderedDict()
+        self._filter_bytes = 0  # what _filters holds, by _entry_bytes
         self._lock = threading.Lock()
 
     @property
@@ -71,6 +148,9 @@ class SearchIndex:
         d = Path(index_dir)
         m = read_manifest(d)
         mp = d / MANIFEST_FILE
+        why = check_manifest_fields(m)
+        if why:
+            raise IndexLoadError(f"{mp}: {why}")
         try:
             dim, count = int(m["dim"]), int(m["documents"])
             fp, lang = m["model"]["fingerprint"], m["model"]["lang"]
@@ -100,8 +180,14 @@ class SearchIndex:
         try:
             if store.count != count:
                 raise IndexLoadError(f"{d / STORE_FILE}: holds {store.count} documents, manifest says {count}")
+            _check_store(store, count)
             dense = DenseIndex.load(d, dim, count, search_params)
-            bm25 = BM25.load(d / bm25_info["dir"], lang, count) if bm25_info else None
+            bm25 = None
+            if bm25_info:
+                bm25 = BM25.load(d / bm25_info["dir"], lang, count)
+                why = _bm25_problem(bm25.model, count)
+                if why:
+                    raise IndexLoadError(f"{d / bm25_info['dir']}: damaged BM25 index ({why}); rebuild the index")
         except BaseException:
             store.close()
             raise
@@ -121,10 +207,16 @@ class SearchIndex:
                 self._filters.move_to_end(key)
                 return hit
         allowed = Allowed.of(self._store.matching_rows(filter), self.size)
+        cost = _entry_bytes(key, allowed)
+        if cost > _FILTER_CACHE_BYTES // 4:
+            return allowed  # too big to be worth keeping: it would push out everything else
         with self._lock:
-            self._filters[key] = allowed
-            while len(self._filters) > _FILTER_CACHE:
-                self._filters.popitem(last=False)
+            if key not in self._filters:
+                self._filters[key] = allowed
+                self._filter_bytes += cost
+            while len(self._filters) > _FILTER_CACHE or self._filter_bytes > _FILTER_CACHE_BYTES:
+                old_key, old = self._filters.popitem(last=False)
+                self._filter_bytes -= _entry_bytes(old_key, old)
         return allowed
 
     @staticmethod

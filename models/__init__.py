@@ -1,4 +1,5 @@
-"""LSTM-DSSM (Palangi et al., 2016): featurizer, peephole LSTM, towers, loss, model I/O."""
+"""LSTM-DSSM (Palangi et al., 2016), the network and its training: featurizer, peephole LSTM, towers,
+loss, sampler, configuration, model I/O, the encoder and the training loop. Retrieval is in ``index/``."""
 
 from .cell import PeepholeLSTM, PeepholeLSTMCell
 from .config import ModelConfig

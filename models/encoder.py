@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .fast import NumpyTower
 from .featurizer import Vocab
 from .io import LoadedModel, load_model
 from .tower import LSTMDSSM, Packed
@@ -33,6 +34,7 @@ class Encoder:
         self.fingerprint = fingerprint
         self.path = path
         self.fusion = fusion  # the hybrid fusion fitted with the model (fusion.json), if any
+        self._fast: dict[str, NumpyTower] = {}  # per tower, made on first use
 
     @classmethod
     def from_loaded(cls, lm: LoadedModel) -> Encoder:
@@ -74,6 +76,15 @@ class Encoder:
         after each batch of n texts."""
         net = self.model.tower(tower)
         feats = self.vocab.featurize(texts, self.max_words(tower))
+        if len(feats) == 1 and not net.training:
+            # A lone text (a search request): NumPy, ~2x faster than torch's per-op dispatch here.
+            fast = self._fast.get(tower)
+            if fast is None:
+                fast = self._fast[tower] = NumpyTower(net)
+            out1 = fast.encode(feats[0])[None, :]
+            if progress is not None:
+                progress(1)
+            return out1
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]), reverse=True)
         out = np.zeros((len(feats), self.dim), dtype=np.float32)
         for s in range(0, len(order), batch_size):

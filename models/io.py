@@ -83,6 +83,21 @@ def write_fusion(model_dir: str | os.PathLike, fusion: dict[str, Any]) -> None:
     atomic_write(Path(model_dir) / FUSION_FILE, (json.dumps(fusion, indent=2) + "\n").encode())
 
 
+def _vocab_dict(path: Path) -> dict[str, Any]:
+    """``vocab.json`` parsed and checked for the shape ``Vocab.from_dict`` reads (ValueError naming the field)."""
+    d = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(d, dict):
+        raise ValueError(f"{VOCAB_FILE} must be a JSON object, got {type(d).__name__}")
+    nb, ngrams = d.get("num_buckets"), d.get("ngrams")
+    if not isinstance(nb, int) or isinstance(nb, bool) or nb < 1:
+        raise ValueError(f"{VOCAB_FILE}: num_buckets must be a positive integer, got {nb!r}")
+    if not isinstance(ngrams, list) or not all(isinstance(g, str) for g in ngrams):
+        raise ValueError(f"{VOCAB_FILE}: ngrams must be a list of strings")
+    if "lang" in d and d["lang"] not in ("en", "zh"):
+        raise ValueError(f"{VOCAB_FILE}: lang must be en or zh, got {d['lang']!r}")
+    return d
+
+
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Load a model directory for inference (eval mode); clear errors for missing or foreign files."""
     d = Path(model_dir)
@@ -93,12 +108,24 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
             raise ModelDirError(f"model directory {d} is missing {name}")
     try:
         cfg = ModelConfig.load(d / CONFIG_FILE)
-        vocab = Vocab.load(d / VOCAB_FILE)
-    except (ValueError, KeyError, TypeError) as e:
+        vocab = Vocab.from_dict(_vocab_dict(d / VOCAB_FILE))
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ModelDirError(f"{d}: {e}") from e
     if len(vocab.ngrams) != cfg.vocab_size or vocab.num_buckets != cfg.num_buckets:
         raise ModelDirError(f"{d}: vocabulary ({len(vocab)} ids) does not match config.json")
-    model = LSTMDSSM(cfg)
+    # The weights must at least hold the float32 embedding table and one LSTM the config asks for:
+    # checked before the network is allocated, so a config cannot make this process allocate more
+    # than the weights file could fill.
+    need = 4 * (len(vocab) * cfg.embed_dim + 4 * cfg.hidden_dim * (cfg.embed_dim + cfg.hidden_dim))
+    have = (d / WEIGHTS_FILE).stat().st_size
+    if need > have:
+        raise ModelDirError(
+            f"{d}: config.json asks for {need:,} bytes of weights (vocab_size + num_buckets, embed_dim, "
+            f"hidden_dim) but {WEIGHTS_FILE} holds {have:,}: the config does not belong to these weights")
+    try:
+        model = LSTMDSSM(cfg)
+    except (RuntimeError, ValueError, TypeError) as e:  # a combination torch refuses
+        raise ModelDirError(f"{d / CONFIG_FILE}: cannot build the network ({e})") from e
     try:
         missing, unexpected = st_load_model(model, str(d / WEIGHTS_FILE), strict=False)
     except Exception as e:  # safetensors raises several types for a damaged file

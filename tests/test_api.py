@@ -208,7 +208,10 @@ def test_query_at_the_limit_is_accepted(client: TestClient) -> None:
         (b"", "application/json", 422, None),
         (b'{"query": "caf\xe9"}', "application/json", 400, None),  # Latin-1 bytes, not UTF-8
         (b"\xff\xfe\x00\x01garbage", "application/json", 400, None),
-        (b"query=fever", "application/x-www-form-urlencoded", 422, None),
+        (b"query=fever", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (b'{"query": "fever"}', "text/plain", 415, "unsupported_media_type"),
+        (b'--b\r\nContent-Disposition: form-data; name="query"\r\n\r\nfever\r\n--b--\r\n',
+         "multipart/form-data; boundary=b", 415, "unsupported_media_type"),
     ],
 )
 def test_malformed_bodies_are_a_clear_4xx(client: TestClient, raw: bytes, content_type: str, status: int, err_type: str | None) -> None:
@@ -333,10 +336,12 @@ def test_openai_python_client_works_unchanged(client: TestClient) -> None:
 @pytest.mark.parametrize(
     "body, status, err_type",
     [
-        ({"input": [1, 2, 3], "model": "m"}, 422, "invalid_input"),
-        ({"input": [[1, 2]], "model": "m"}, 422, "invalid_input"),
-        ({"input": [], "model": "m"}, 422, "invalid_input"),
-        ({"input": " ", "model": "m"}, 422, "invalid_input"),
+        # The same mistakes give the same type as on /embed (issue 9, "one error path").
+        ({"input": [1, 2, 3], "model": "m"}, 422, "validation_error"),
+        ({"input": [[1, 2]], "model": "m"}, 422, "validation_error"),
+        ({"input": [], "model": "m"}, 422, "validation_error"),
+        ({"input": " ", "model": "m"}, 422, "validation_error"),
+        ({"input": ["ok", " "], "model": "m"}, 422, "validation_error"),
         ({"input": "x", "dimensions": 64}, 422, "invalid_input"),
         ({"input": "x", "encoding_format": "int8"}, 422, "validation_error"),
         ({"input": "x", "temperature": 1}, 422, "validation_error"),
@@ -362,7 +367,9 @@ def test_health_ready_info(client: TestClient, tiny_model_dir: Path, tiny_index_
     assert info["model"]["lang"] == "en"
     assert info["index"]["type"] == "flat" and info["index"]["size"] == 180
     assert info["index"]["built_at"]
-    assert info["index"]["path"] == str(tiny_index_dir)
+    # Paths only with the admin key (none configured here): the rest of /info as before.
+    assert "path" not in info["index"] and "path" not in info["model"]
+    assert str(tiny_index_dir) not in json.dumps(info) and str(tiny_model_dir) not in json.dumps(info)
     assert {"python", "torch", "faiss", "fastapi"} <= set(info["versions"])
     assert info["service"]["limits"]["max_query_chars"] == 1000
 
@@ -445,8 +452,16 @@ def test_unpaired_surrogates_are_a_422_not_a_500(client: TestClient, path: str, 
 
 
 def test_odd_but_valid_json_numbers(client: TestClient) -> None:
-    for raw in (b'{"query": "x", "min_score": NaN}', b'{"query": "x", "min_score": -Infinity}',
-                b'{"query": "x", "filter": {"n": 1e400}}'):
-        assert client.post("/search", content=raw, headers={"content-type": "application/json"}).status_code == 200
+    # NaN / ±Infinity (which Python's JSON parser takes, and 1e400 becomes) would silently match
+    # nothing or everything: refused, naming the field.
+    for raw, field in ((b'{"query": "x", "min_score": NaN}', "min_score"),
+                       (b'{"query": "x", "min_score": -Infinity}', "min_score"),
+                       (b'{"query": "x", "min_score": 1e400}', "min_score"),
+                       (b'{"query": "x", "filter": {"n": 1e400}}', "filter"),
+                       (b'{"query": "x", "filter": {"n": NaN}}', "filter")):
+        r = client.post("/search", content=raw, headers={"content-type": "application/json"})
+        assert_error(r, 422, "validation_error", field)
+    assert client.post("/search", content=b'{"query": "x", "min_score": -1e300}',
+                       headers={"content-type": "application/json"}).status_code == 200
     deep = b"[" * 50_000 + b"]" * 50_000  # nesting deeper than the JSON parser's recursion limit
     assert_error(client.post("/search", content=deep, headers={"content-type": "application/json"}), 400)

@@ -16,7 +16,9 @@ from tests.test_api import assert_error, make_settings
 
 
 def test_every_limit_is_configurable(tiny_model_dir: Path, tiny_index_dir: Path) -> None:
-    s = make_settings(tiny_model_dir, tiny_index_dir, max_query_chars=20, max_top_k=5, max_batch=3, max_body_bytes=2048)
+    s = make_settings(tiny_model_dir, tiny_index_dir, max_query_chars=20, max_top_k=5, max_batch=3, max_body_bytes=2048,
+                      max_filter_fields=2, max_filter_chars=8, max_header_bytes=4096, header_timeout_s=3,
+                      body_timeout_s=4, keep_alive_s=2)
     with TestClient(create_app(s)) as c:
         assert c.post("/search", json={"query": "q" * 20, "top_k": 5}).status_code == 200
         assert_error(c.post("/search", json={"query": "q" * 21}), 422, "input_too_long", "20")
@@ -26,8 +28,15 @@ def test_every_limit_is_configurable(tiny_model_dir: Path, tiny_index_dir: Path)
         assert_error(c.post("/v1/embeddings", json={"input": ["a", "b", "c", "d"]}), 413, "batch_too_large")
         assert_error(c.post("/embed", json={"input": "e" * 21}), 422, "input_too_long")
         assert_error(c.post("/search", json={"query": "fever", "pad": "x" * 3000}), 413, "body_too_large", "2048")
+        assert c.post("/search", json={"query": "fever", "filter": {"a": "12345678", "b": 1}}).status_code == 200
+        assert_error(c.post("/search", json={"query": "fever", "filter": {"a": 1, "b": 2, "c": 3}}), 422,
+                     "filter_too_large", "2")
+        assert_error(c.post("/search", json={"query": "fever", "filter": {"a": "123456789"}}), 422, "filter_too_large")
+        assert_error(c.post("/search", json={"query": "fever", "filter": {"abcdefghi": 1}}), 422, "filter_too_large")
         assert c.get("/info").json()["service"]["limits"] == {
-            "max_query_chars": 20, "max_body_bytes": 2048, "max_batch": 3, "max_top_k": 5}
+            "max_query_chars": 20, "max_body_bytes": 2048, "max_batch": 3, "max_top_k": 5,
+            "max_filter_fields": 2, "max_filter_chars": 8, "max_header_bytes": 4096, "header_timeout_s": 3.0,
+            "body_timeout_s": 4.0, "keep_alive_s": 2}
 
 
 QUERIES = [f"What are the symptoms of {w}?" for w in ["kalo", "serkatu", "mivex", "fever", "pain", "blood"]] + [

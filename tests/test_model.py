@@ -86,3 +86,34 @@ def test_trained_tiny_model_retrieves_unseen_entities(tiny_model_dir, tiny_beir)
     losses = [e["loss"] for e in metrics["epochs"] if e["loss"] is not None]
     assert losses[-1] < losses[0]
     assert (tiny_model_dir / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_numpy_single_query_tower_equals_torch(tmp_path):
+    """models/fast.py: the lone-text path gives the torch tower's vector to 1e-5, for every pooling,
+    with and without a projection, for empty and long texts."""
+    import numpy as np
+    import torch
+
+    from models.config import ModelConfig
+    from models.encoder import Encoder
+    from models.fast import NumpyTower
+    from models.featurizer import Vocab
+    from models.tower import LSTMDSSM, Packed
+
+    texts = ["", "fever", "what are the symptoms of glaucoma in older adults", "感冒了怎么办 " * 5, "x " * 40]
+    vocab = Vocab.build(texts * 3, size=200, num_buckets=50, lang="en", min_count=1)
+    for pooling in ("last", "max", "mean"):
+        for out_dim in (0, 8):
+            torch.manual_seed(0)
+            cfg = ModelConfig(vocab_size=len(vocab.ngrams), num_buckets=50, embed_dim=16, hidden_dim=12,
+                              out_dim=out_dim, pooling=pooling)
+            model = LSTMDSSM(cfg).eval()
+            fast = NumpyTower(model.query)
+            enc = Encoder(model, vocab)
+            for t in texts:
+                f = vocab.featurize([t], cfg.query_max_words)
+                with torch.no_grad():
+                    ref = model.query(Packed.from_lists(f)).numpy()[0]
+                assert np.abs(fast.encode(f[0]) - ref).max() < 1e-5, (pooling, out_dim, t)
+                assert np.abs(enc.encode([t])[0] - ref).max() < 1e-5  # the Encoder takes the fast path
+                assert np.abs(enc.encode([t, "fever"])[0] - ref).max() < 1e-5  # and torch for batches

@@ -123,6 +123,11 @@ JUSTIFIED = {
     # `IN (?,?,…)`: the f-string inserts only a run of "?" placeholders sized to the chunk; every value is
     # bound as a parameter, never formatted into the SQL.
     ("B608", "index/store.py"): "placeholders only, values bound",
+    # The live index: runs of "?" placeholders, fixed "AND rowid IN (SELECT … WHERE field = ? AND value = ?)"
+    # clauses (one per filter field, values bound), and PRAGMA max_page_count with an int() (PRAGMAs take
+    # no parameters).
+    ("B608", "index/wal.py"): "placeholders only, values bound; PRAGMA of an int",
+    ("B608", "index/fulltext.py"): "fixed clauses with placeholders, values bound",
 }
 
 

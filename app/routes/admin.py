@@ -4,31 +4,61 @@ fold the live index's growing segment and deletions into a new sealed segment.""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from app.deps import services
-from app.errors import ServiceError
+from app.errors import ServiceError, UnsupportedMediaTypeError
+from app.middleware import is_json_content_type
 from app.schemas import CompactResponse, ErrorResponse, ReloadRequest, ReloadResponse
 from app.security import require_admin
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
 
+async def _reload_body(request: Request) -> ReloadRequest:
+    """The body, parsed only now: after the key check (the router's dependency), so a client without
+    the key gets 401/403 whatever it sends, never a parse error that shows the body was read."""
+    raw = await request.body()
+    if raw.strip() in (b"", b"null"):  # no body, or JSON null: reload the served folders
+        return ReloadRequest()
+    ctype = request.headers.get("content-type")
+    if ctype is not None and not is_json_content_type(ctype.encode("latin-1")):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {ctype[:100]!r} is not supported; send the body as application/json")
+    try:
+        # json.loads, as FastAPI parses every other body (it takes escapes such as a lone surrogate,
+        # which the schema then refuses by name, where a stricter parser would call it invalid JSON).
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": str(e)}}]) from e
+    try:
+        return ReloadRequest.model_validate(data)
+    except ValidationError as e:
+        # The same path as every other body (app.errors): invalid JSON 400, a bad field 422 naming it.
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
+
+
 @router.post(
     "/admin/reload", response_model=ReloadResponse,
-    responses={r: {"model": ErrorResponse} for r in (400, 401, 403, 404, 409, 413, 422)},
+    responses={r: {"model": ErrorResponse} for r in (400, 401, 403, 404, 409, 413, 415, 422)},
+    # The body is read by _reload_body (after authentication), so it is documented here by hand.
+    openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+        "schema": ReloadRequest.model_json_schema()}}}},
 )
-async def reload(request: Request, body: Annotated[ReloadRequest | None, Body()] = None) -> ReloadResponse:
+async def reload(request: Request) -> ReloadResponse:
     """Load the pair (the served folders, or those named) aside, check it, swap; in-flight requests finish
     on the old pair. A failure leaves the old pair serving and says why (422)."""
     start = time.perf_counter()
     svc = services(request)
     holder, metrics = svc.holder, svc.metrics
-    body = body or ReloadRequest()
+    body = await _reload_body(request)
     try:
         new, old = await holder.reload(
             Path(body.model_dir) if body.model_dir else None, Path(body.index_dir) if body.index_dir else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Annotated
 
@@ -10,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.deps import services
-from app.limits import check_texts, check_top_k
+from app.limits import check_filter, check_texts, check_top_k
 from app.schemas import ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
 from app.search import SearchQuery
 from app.security import require_read
@@ -25,6 +27,7 @@ async def _search(body: SearchRequest, request: Request) -> SearchResponse:
     svc = services(request)
     settings = svc.settings
     check_texts([body.query], settings, what="query")
+    check_filter(body.filter, settings)
     top_k = body.top_k
     if "top_k" in body.model_fields_set:
         check_top_k(top_k, settings)
@@ -52,18 +55,40 @@ async def search_post(body: SearchRequest, request: Request) -> SearchResponse:
     return await _search(body, request)
 
 
+# URL numbers are read as JSON numbers: Python's int()/float() (and so a lax parse) would also take
+# "1_0" (10), "nan", "inf", " 5" or "+5".
+_JSON_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def _url_number(name: str, raw: str | None, integer: bool) -> int | float | None:
+    if raw is None:
+        return None
+    pattern, what = (_JSON_INT, "an integer") if integer else (_JSON_NUMBER, "a finite number")
+    value: int | float | None = None
+    if pattern.fullmatch(raw):
+        value = int(raw) if integer else float(raw)
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        raise RequestValidationError([{
+            "type": "int_parsing" if integer else "finite_number", "loc": ("query", name),
+            "msg": f"Input should be {what} written as in JSON (e.g. {'5' if integer else '0.5'})", "input": raw,
+        }])
+    return value
+
+
 @router.get("/search", response_model=SearchResponse, responses=_ERRORS)
 async def search_get(
     request: Request,
     q: Annotated[str, Query(description="The query text.")],
-    top_k: Annotated[int | None, Query(description="default 10")] = None,
-    min_score: Annotated[float | None, Query()] = None,
+    top_k: Annotated[str | None, Query(description="Integer, default 10.", pattern=f"^{_JSON_INT.pattern}$")] = None,
+    min_score: Annotated[str | None, Query(description="A finite number.", pattern=f"^{_JSON_NUMBER.pattern}$")] = None,
     mode: Annotated[Mode, Query()] = "dense",
 ) -> SearchResponse:
     """The same search from a URL: ``/search?q=glaucoma&top_k=5``."""
+    k = _url_number("top_k", top_k, integer=True)
+    score = _url_number("min_score", min_score, integer=False)
     try:
-        # Query strings are text, so this parse is lax ("5" → 5); the checks are the POST body's.
-        given = {"query": q, "min_score": min_score, "mode": mode} | ({} if top_k is None else {"top_k": top_k})
+        given = {"query": q, "min_score": score, "mode": mode} | ({} if k is None else {"top_k": k})
         body = SearchRequest.model_validate(given)
     except ValidationError as e:
         # Report the URL parameter names (q, not the body's "query") under the "query" location.

@@ -12,6 +12,6 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(tags=["ui"])
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
