@@ -210,3 +210,17 @@ def test_reload_to_a_re_encoded_index_catches_up_and_restart_keeps_writes(client
     # A reload of the same index keeps every write too (the new pair replays the same log).
     assert client.post("/admin/reload", headers=A).status_code == 200
     assert client.get("/documents/meanwhile").status_code == 200
+
+
+def test_the_key_is_checked_before_the_body_is_read(client: TestClient) -> None:
+    for method, path in (("PUT", "/documents/k"), ("POST", "/documents"), ("POST", "/documents/delete")):
+        for body in (b"{not json", b'{"documents": 5}', b"\xff\xfe"):
+            r = client.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 401 and err(r) == "unauthorized", (method, path, body, r.text)
+            r = client.request(method, path, content=body, headers={"content-type": "application/json",
+                                                                   "Authorization": "Bearer wrong"})
+            assert r.status_code == 403, (method, path, body, r.text)
+    r = client.post("/documents", content=b"{not json", headers={**W, "content-type": "application/json"})
+    assert r.status_code == 400 and err(r) == "invalid_json"
+    r = client.post("/documents", content=b"x", headers={**W, "content-type": "text/plain"})
+    assert r.status_code == 415

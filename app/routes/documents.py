@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from app.bodies import documented, read_body
 from app.deps import services
 from app.errors import BatchTooLargeError, DocumentNotFoundError, InvalidInputError
 from app.schemas import (
@@ -57,19 +58,22 @@ async def _write(request: Request, fn: Callable[[LiveIndex], T]) -> T:
 
 
 @router.put("/documents/{doc_id:path}", response_model=UpsertResponse, status_code=200, responses={
-    201: {"model": UpsertResponse}, **_WRITE_ERRORS}, dependencies=[Depends(require_write)])
-async def put_document(doc_id: DocId, body: DocumentBody, request: Request, response: Response) -> UpsertResponse:
+    201: {"model": UpsertResponse}, **_WRITE_ERRORS}, dependencies=[Depends(require_write)],
+    openapi_extra=documented(DocumentBody))
+async def put_document(doc_id: DocId, request: Request, response: Response) -> UpsertResponse:
     """Insert (201) or replace (200) one document; searchable as soon as this answers."""
     did = _valid_id(doc_id)
+    body = await read_body(request, DocumentBody)
     applied = await _write(request, lambda idx: idx.upsert([(did, body.title, body.text, dict(body.metadata))]))
     response.status_code = 201 if applied.created[0] else 200
     return UpsertResponse(id=did, result="created" if applied.created[0] else "replaced", seq=applied.seq)
 
 
 @router.post("/documents", response_model=UpsertBatchResponse, responses=_WRITE_ERRORS,
-             dependencies=[Depends(require_write)])
-async def post_documents(body: UpsertBatchRequest, request: Request) -> UpsertBatchResponse:
+             dependencies=[Depends(require_write)], openapi_extra=documented(UpsertBatchRequest))
+async def post_documents(request: Request) -> UpsertBatchResponse:
     """Upsert up to ``max_batch`` documents in one transaction: all of them or none."""
+    body = await read_body(request, UpsertBatchRequest)
     limit = services(request).settings.max_batch
     if len(body.documents) > limit:
         raise BatchTooLargeError(f"documents has {len(body.documents)} items; the limit is {limit} per request")
@@ -108,9 +112,10 @@ async def delete_document(doc_id: DocId, request: Request) -> DeleteResponse:
 
 
 @router.post("/documents/delete", response_model=DeleteBatchResponse, responses=_WRITE_ERRORS,
-             dependencies=[Depends(require_write)])
-async def delete_documents(body: DeleteRequest, request: Request) -> DeleteBatchResponse:
+             dependencies=[Depends(require_write)], openapi_extra=documented(DeleteRequest))
+async def delete_documents(request: Request) -> DeleteBatchResponse:
     """Delete several documents in one transaction; answers how many existed."""
+    body = await read_body(request, DeleteRequest)
     limit = services(request).settings.max_batch
     if len(body.ids) > limit:
         raise BatchTooLargeError(f"ids has {len(body.ids)} items; the limit is {limit} per request")

@@ -1,0 +1,40 @@
+"""Request bodies read *after* authentication, for the routes behind a key (the write routes): a client
+without the key gets 401/403 whatever it sends, never a parse error that shows the body was read
+(the same order as ``POST /admin/reload``, app/routes/admin.py). Errors take the common path of
+app/errors.py: not JSON 400, a wrong Content-Type 415, a bad field 422 naming it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from app.errors import UnsupportedMediaTypeError
+from app.middleware import is_json_content_type
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    ctype = request.headers.get("content-type")
+    if ctype is not None and not is_json_content_type(ctype.encode("latin-1")):
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {ctype[:100]!r} is not supported; send the body as application/json")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": str(e)}}]) from e
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body that the route reads itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
