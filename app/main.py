@@ -52,13 +52,25 @@ def _set_threads(settings: Settings) -> None:
         faiss.omp_set_num_threads(settings.faiss_threads)
 
 
+def _lower_priority() -> None:
+    """The write thread runs at nice +4 (Linux schedules threads: the tid is a process id here): on
+    busy cores a document encode then yields the CPU to searches instead of competing with them."""
+    import os
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 4)
+    except (OSError, AttributeError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
-    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write")
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_lower_priority)
     writes = settings.write_key is not None and bool(settings.write_key.get_secret_value())
     holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader, writes)
     searcher = Searcher(settings, executor, metrics, app.state.search_batch)
