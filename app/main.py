@@ -55,13 +55,12 @@ def _set_threads(settings: Settings) -> None:
 def _lower_priority() -> None:
     """The write thread runs at nice +4 (Linux schedules threads: the tid is a process id here): on
     busy cores a document encode then yields the CPU to searches instead of competing with them."""
+    import contextlib
     import os
     import threading
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 4)
-    except (OSError, AttributeError):  # not Linux, or not permitted: run at normal priority
-        pass
 
 
 @asynccontextmanager
