@@ -251,13 +251,17 @@ def _model_damages() -> dict[str, Callable[[Path], None]]:
     }
 
 
+def manifest_damage(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    """A damage that rewrites an index folder's manifest.json with ``edit`` applied."""
+    def damage(d: Path) -> None:
+        m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        edit(m)
+        (d / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    return damage
+
+
 def _index_damages() -> dict[str, Callable[[Path], None]]:
-    def manifest(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-        def damage(d: Path) -> None:
-            m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-            edit(m)
-            (d / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-        return damage
+    manifest = manifest_damage
 
     def metadata(d: Path) -> None:
         con = sqlite3.connect(d / "docs.sqlite")

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -27,6 +26,7 @@ from fastapi.testclient import TestClient
 import index.search as index_search
 from app.main import create_app
 from bench import hostile
+from bench.hostile import manifest_damage
 from index import IndexLoadError, SearchIndex
 from models.encoder import Encoder
 from models.io import ModelDirError, load_model
@@ -184,12 +184,7 @@ INDEX_DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 def _more_index_damages() -> dict[str, tuple[Callable[[Path], None], str]]:
-    def manifest(edit: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
-        def damage(d: Path) -> None:
-            m = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-            edit(m)
-            (d / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-        return damage
+    manifest = manifest_damage
 
     def sql(stmt: str) -> Callable[[Path], None]:
         def damage(d: Path) -> None:
