@@ -133,7 +133,10 @@ def open_index(index_dir: Path, encoder: TextEncoder, verify_hashes: bool, write
         try:
             return LiveIndex.open(index_dir, encoder, verify_hashes, create_live=writes), ""
         except IndexReadOnlyError as e:
-            return SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes), str(e)
+            # The reason is public (/info): no path in it (main's rule: paths only with the admin key).
+            log.warning("serving read-only: %s", e)
+            reason = "the index folder is on a read-only volume (or not writable): writes are refused"
+            return SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes), reason
     reason = "writes are disabled (set DSSM_WRITE_KEY to enable the live index)"
     return SearchIndex.load(index_dir, encoder=encoder, verify_hashes=verify_hashes), reason
 

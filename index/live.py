@@ -230,11 +230,15 @@ class LiveIndex:
             mask[rows[rows >= 0]] = True
             allowed = seg.allowed(mask & st.alive)
             gmask = np.isin(st.growing.keys[: st.growing.n], fkeys)
+        # Each side returns a margin past k, ranked by its own kernel (FAISS, BLAS); the cut at k is made
+        # below on the row-by-row exact cosines, so a near-tie at the boundary that the two kernels round
+        # differently cannot change which documents make the top k (before and after a compaction alike).
+        deep = k + max(8, k // 4)
         if seg.n and (allowed is None or allowed.rows.size):
-            sealed = seg.dense.search(q, k, allowed)
+            sealed = seg.dense.search(q, deep, allowed)
         else:
             sealed = [_EMPTY for _ in q]
-        grow = st.growing.search(q, k, gmask)
+        grow = st.growing.search(q, deep, gmask)
         out = []
         for qi, ((srows, _), (gkeys, _)) in enumerate(zip(sealed, grow, strict=True)):
             keys = np.concatenate([seg.keys[srows], gkeys]).astype(np.int64)
