@@ -52,15 +52,16 @@ def _set_threads(settings: Settings) -> None:
         faiss.omp_set_num_threads(settings.faiss_threads)
 
 
-def _lower_priority() -> None:
-    """The write thread runs at nice +4 (Linux schedules threads: the tid is a process id here): on
-    busy cores a document encode then yields the CPU to searches instead of competing with them."""
+def _lower_priority(nice: int) -> None:
+    """The write thread runs at nice ``DSSM_WRITE_NICE`` (Linux schedules threads: the tid is a process
+    id here): on busy cores a document encode then yields the CPU to searches instead of competing."""
     import contextlib
     import os
     import threading
 
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: normal priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 4)
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 @asynccontextmanager
@@ -69,7 +70,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
-    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_lower_priority)
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_lower_priority,
+                                                   initargs=(settings.write_nice,))
     writes = settings.write_key is not None and bool(settings.write_key.get_secret_value())
     holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader, writes)
     searcher = Searcher(settings, executor, metrics, app.state.search_batch)

@@ -49,11 +49,16 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+WRITE_NICE: str | None = None  # --write-nice: DSSM_WRITE_NICE of the servers (None: the default)
+
+
 def start(model: Path, index: Path, work: Path, tag: str) -> ServerProcess:
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     env = product_env(model_dir=str(model), index_dir=str(index), write_key=WRITE_KEY, api_key=ADMIN_KEY,
                       torch_threads="1", log_level="WARNING", max_batch="100", max_body_bytes=str(16 << 20))
+    if WRITE_NICE is not None:
+        env["DSSM_WRITE_NICE"] = WRITE_NICE
     return ServerProcess(cmd, env, port, work / f"server-{tag}.log")
 
 
@@ -182,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="per wrk run")
     p.add_argument("--compaction-sizes", default="15000,100000")
     p.add_argument("--skip", default="", help="comma list of parts to skip: upsert,search,startup,compaction")
+    p.add_argument("--write-nice", help="DSSM_WRITE_NICE of the server (default: the setting's default, 4)")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    global WRITE_NICE
+    WRITE_NICE = a.write_nice
     skip = set(a.skip.split(","))
     data = load_beir(a.data)
     corpus = data.corpus
