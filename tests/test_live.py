@@ -140,7 +140,6 @@ def test_restart_replays_the_log_and_compaction_keeps_flat_results_identical(liv
         assert idx.compact()["status"] == "nothing to compact"
     with LiveIndex.open(live_dir, encoder) as idx:  # the compacted segment is what a restart loads
         assert idx.counts()["documents"] == 208 and idx.counts()["growing"] == 0
-        assert [ids(h) for h in idx.search(q, 50)][0][:5] == [x for x in expect[0] if x != "after"][:5] or True
         assert "after" in ids(idx.search_bm25([UNIQUE], 50)[0])
         assert len(list((live_dir / "segments").iterdir())) == 1
 
