@@ -1,4 +1,6 @@
-"""A model directory: ``config.json``, ``vocab.json``, ``model.safetensors`` (data, never pickle).
+"""A model directory: ``config.json``, ``vocab.json``, ``model.safetensors`` (data, never pickle), and
+``training.json`` (the training run's record; folders written before it existed hold the record as a
+``training`` entry of ``config.json``, which ``load_training_record`` still reads).
 
 Writes go to a temporary directory beside the target, renamed into place at the end, so a crash never
 leaves a half-written model where a previous one stood.
@@ -25,6 +27,7 @@ from .tower import LSTMDSSM
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "model.safetensors"
+TRAINING_FILE = "training.json"
 MODEL_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)
 
 
@@ -63,8 +66,10 @@ def is_model_dir(path: str | os.PathLike) -> bool:
 def write_model_files(
     model: LSTMDSSM, vocab: Vocab, directory: Path, training: dict[str, Any] | None = None
 ) -> None:
-    """Write the three model files into an existing ``directory`` (no atomicity here)."""
-    model.cfg.save(directory / CONFIG_FILE, training=training)
+    """Write the three model files (and ``training.json``) into an existing ``directory`` (no atomicity here)."""
+    model.cfg.save(directory / CONFIG_FILE)
+    if training is not None:
+        (directory / TRAINING_FILE).write_text(json.dumps(training, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     vocab.save(directory / VOCAB_FILE)
     # save_model de-duplicates tensors shared between the towers (shared_towers=True).
     st_save_model(model, str(directory / WEIGHTS_FILE), metadata={"format": "lstm-dssm-weights"})
@@ -104,6 +109,19 @@ def save_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_training_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The training record of a model folder: ``training.json``, or the ``training`` entry of
+    ``config.json`` in folders written before training.json existed; None when there is neither."""
+    d = Path(model_dir)
+    if (d / TRAINING_FILE).is_file():
+        return json.loads((d / TRAINING_FILE).read_text(encoding="utf-8"))
+    try:
+        rec = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("training")
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:
