@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import torch
+
 from .config import ModelConfig
 from .data import Dataset
 from .featurizer import Vocab, detect_lang
@@ -33,13 +35,14 @@ def build_vocab(data: Dataset, cfg: ModelConfig, min_count: int = 2) -> Vocab:
     return Vocab.build(train_q + cut, size=cfg.vocab_size, num_buckets=cfg.num_buckets, lang=cfg.lang, min_count=min_count)
 
 
-def new_model(data: Dataset, cfg: ModelConfig) -> tuple[LSTMDSSM, Vocab]:
-    """A vocabulary built from ``data`` and an untrained network for it.
+def new_model(data: Dataset, cfg: ModelConfig, seed: int = 0) -> tuple[LSTMDSSM, Vocab]:
+    """A vocabulary built from ``data`` and an untrained network for it, initialised from ``seed``.
 
     The network's config is a copy of ``cfg`` with the real learned-vocabulary size (a small corpus
     has fewer n-grams than asked for); ``cfg`` itself is left as it was.
     """
     vocab = build_vocab(data, cfg)
+    torch.manual_seed(seed)
     return LSTMDSSM(replace(cfg, vocab_size=len(vocab.ngrams), extra=dict(cfg.extra))), vocab
 
 

@@ -83,7 +83,7 @@ class Trainer:
         if len(data.corpus) < 2:
             raise DataError(f"{data.name}: the corpus needs at least two documents")
         if isinstance(model, ModelConfig):
-            model, vocab = (init.model, init.vocab) if init is not None else new_model(data, model)
+            model, vocab = (init.model, init.vocab) if init is not None else new_model(data, model, cfg.seed)
         if vocab is None:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if init is not None:
         model, vocab = init.model, init.vocab  # fine-tuning keeps the network's shape and vocabulary
     else:
-        model, vocab = new_model(data, mcfg)
+        model, vocab = new_model(data, mcfg, tcfg.seed)
     mc = model.cfg
     hard = mine_hard_negatives(data, tcfg.hard_negatives, mc.lang, log) if tcfg.hard_negatives > 0 else None
     teacher, fallback = None, None
