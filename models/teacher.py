@@ -41,21 +41,29 @@ class Teacher:
             import importlib
 
             pkg = importlib.import_module(TEACHERS[name])
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never reach for the Hub
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+            importlib.import_module("sentence_transformers")
         except ImportError as e:
             raise TeacherUnavailable(f"the teacher {name} needs the teacher extra ({INSTALL_HINT}): {e}") from e
-        weights = Path(pkg.get_model_path())
-        self.name = name
-        self.model = SentenceTransformer(str(weights), device="cpu")
-        self.model.max_seq_length = max_seq_length
+        self.weights = Path(pkg.get_model_path())
+        self.name, self.max_seq_length = name, max_seq_length
+        self._model: Any = None  # loaded on first use: a run whose vectors are all cached never loads it
         h = hashlib.sha256(f"{name} max_seq_length={max_seq_length}".encode())
         for f in ("model.safetensors", "tokenizer.json", "config.json"):
-            p = weights / f
+            p = self.weights / f
             if p.is_file():
                 h.update(p.read_bytes())
         self.fingerprint = h.hexdigest()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never reach for the Hub
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.weights), device="cpu")
+            self._model.max_seq_length = self.max_seq_length
+        return self._model
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
