@@ -19,7 +19,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
+    """The body as ``model``. json.loads, as FastAPI parses every other body (it takes escapes such as
+    a lone surrogate, which the schema then refuses by name, where a stricter parser would call it
+    invalid JSON)."""
+    raw = await request.body()  # cached by Starlette: a caller may have read it already
     ctype = request.headers.get("content-type")
     if ctype is not None and not is_json_content_type(ctype.encode("latin-1")):
         raise UnsupportedMediaTypeError(

@@ -4,17 +4,14 @@ fold the live index's growing segment and deletions into a new sealed segment.""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
+from app.bodies import read_body
 from app.deps import services
-from app.errors import ServiceError, UnsupportedMediaTypeError
-from app.middleware import is_json_content_type
+from app.errors import ServiceError
 from app.schemas import CompactResponse, ErrorResponse, ReloadRequest, ReloadResponse
 from app.security import require_admin
 
@@ -27,22 +24,7 @@ async def _reload_body(request: Request) -> ReloadRequest:
     raw = await request.body()
     if raw.strip() in (b"", b"null"):  # no body, or JSON null: reload the served folders
         return ReloadRequest()
-    ctype = request.headers.get("content-type")
-    if ctype is not None and not is_json_content_type(ctype.encode("latin-1")):
-        raise UnsupportedMediaTypeError(
-            f"Content-Type {ctype[:100]!r} is not supported; send the body as application/json")
-    try:
-        # json.loads, as FastAPI parses every other body (it takes escapes such as a lone surrogate,
-        # which the schema then refuses by name, where a stricter parser would call it invalid JSON).
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
-                                       "input": {}, "ctx": {"error": str(e)}}]) from e
-    try:
-        return ReloadRequest.model_validate(data)
-    except ValidationError as e:
-        # The same path as every other body (app.errors): invalid JSON 400, a bad field 422 naming it.
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in e.errors()]) from e
+    return await read_body(request, ReloadRequest)  # the same path as every keyed body (app/bodies.py)
 
 
 @router.post(
