@@ -18,8 +18,9 @@ sequence number, so that /admin/reload to the new index first catches up with th
 --empty (instead of --corpus) makes an empty index, to be filled through the write API.
 
 --param sets index parameters: hnsw M, efConstruction, efSearch; ivf nlist, nprobe, train_size; a
-factory string takes efSearch or nprobe. --dev-data picks the hybrid fusion (RRF k or a weighted score
-fusion) by dev NDCG@10; "auto" uses the corpus folder when it is a BEIR folder with qrels/dev.tsv.
+factory string takes efSearch or nprobe. --dev-data picks the hybrid fusion (RRF k, a weighted score
+fusion, a query-adaptive weight, or the model's own fusion.json) by dev NDCG@10; "auto" uses the corpus
+folder when it is a BEIR folder with qrels/dev.tsv; without dev data the model's fusion.json serves.
 """
 
 from __future__ import annotations
@@ -99,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(a.threads)
         faiss.omp_set_num_threads(a.threads)
-    dev = resolve_dev(a.dev_data, a.corpus) if a.corpus else None
+    if not a.corpus and a.dev_data not in ("auto", "none"):
+        # An explicit dev folder is used whatever the documents come from (its qrels are checked
+        # against the documents being indexed).
+        dev = a.dev_data
+    else:
+        dev = resolve_dev(a.dev_data, a.corpus) if a.corpus else None
     try:
         corpus: Corpus | str = a.corpus or Corpus([], [], [], [])
         extra: dict[str, object] = {}

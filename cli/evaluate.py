@@ -9,8 +9,9 @@ Every system searches an index, through the same calls the service makes (index/
 defaults, tokenised for the model's language; ``hybrid`` the index's fusion of the two top-100 lists.
 
 Without ``--index`` the corpus is indexed on the fly into a temporary flat index, whose fusion is
-chosen on the dataset's dev split exactly as ``build_index.py`` chooses it (RRF k=10 without one), so
-"hybrid" here is what the service would serve. With ``--index`` a built index is searched instead; it
+chosen on the dataset's dev split exactly as ``build_index.py`` chooses it (the model's own fusion.json
+without one, else RRF k=10), so "hybrid" here is what the service would serve. With ``--split dev`` that
+fusion was chosen on the very queries scored: an optimistic figure (report test). With ``--index`` a built index is searched instead; it
 must have been built with this model and hold every judged document. ``--rrf-k K`` overrides the
 fusion with RRF k=K in both cases.
 """
@@ -19,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from cli._run import UsageError, run_cli
-from index import IndexLoadError, SearchIndex, build_index
+from index import IndexBuildError, IndexLoadError, SearchIndex, build_index
 from index.evaluation import SYSTEMS, evaluate_index, format_table, write_trec
 from models.data import Dataset
 from models.data import load_dataset as load_data
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(a.data)
     qrels = data.split(a.split)
     enc = Encoder.load(a.model)
+    if a.rrf_k is not None and not (math.isfinite(a.rrf_k) and a.rrf_k > 0):
+        raise UsageError(f"--rrf-k must be a positive number, got {a.rrf_k}")
     fusion: dict[str, Any] | None = None if a.rrf_k is None else {"method": "rrf", "k": a.rrf_k, "depth": 100}
     with tempfile.TemporaryDirectory(prefix="dssm-eval-") as tmp:
         if a.index:
@@ -72,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             # An in-memory-sized flat index of the whole corpus; its fusion chosen on dev like any build's.
             where = str(Path(tmp) / "index")
             dev = data.qrels.get("dev")
-            build_index(enc, data.corpus, where, show_progress=False, durable=False,
-                        dev_data=({q: data.queries[q] for q in dev}, dev) if dev else None)
+            try:
+                build_index(enc, data.corpus, where, show_progress=False, durable=False,
+                            dev_data=({q: data.queries[q] for q in dev}, dev) if dev else None)
+            except IndexBuildError as e:
+                raise UsageError(str(e)) from e
         try:
             idx = SearchIndex.load(where, enc)
         except IndexLoadError as e:

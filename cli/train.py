@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(msg, flush=True)
     # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted):
     # fitted on the dev split and on probe queries of the corpus (index/fusion.py choose_model_fusion).
-    fusion = fit_model_fusion(Encoder.load(out), data)
+    fusion = fit_model_fusion(Encoder.load(out), data, max_dev=tcfg.dev_max_queries)
     if fusion is not None:
         write_fusion(out, fusion)
         how = fusion["method"] + (f" on {fusion['base']}" if fusion["method"] == "adaptive" else "")

@@ -89,7 +89,12 @@ def replace_dir(tmp: Path, target: Path) -> None:
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         os.replace(target, old)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old, target)  # put the previous folder back: never neither
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -116,13 +116,17 @@ def check_vectors(vectors: np.ndarray, n: int, encoder: TextEncoder) -> None:
 PROBES = 1000  # probe queries for a model's fusion (index/probes.py)
 
 
-def fit_model_fusion(encoder: TextEncoder, data: Dataset, probes: int = PROBES, seed: int = 0) -> dict[str, Any] | None:
+def fit_model_fusion(encoder: TextEncoder, data: Dataset, probes: int = PROBES, seed: int = 0,
+                     max_dev: int | None = None) -> dict[str, Any] | None:
     """The fusion a model carries (``fusion.json``), for corpora without judgements of their own: fitted
-    over a temporary flat index of its training corpus on the dev split and on probe queries made from
-    that corpus (index/fusion.py ``choose_model_fusion``). None when the data has no dev split."""
+    over a temporary flat index of its training corpus on the dev split (its first ``max_dev`` queries,
+    as training's dev evaluation takes them) and on probe queries made from that corpus (index/fusion.py
+    ``choose_model_fusion``). None when the data has no dev split."""
     dev = data.qrels.get("dev")
     if not dev:
         return None
+    if max_dev and len(dev) > max_dev:
+        dev = {q: dev[q] for q in sorted(dev)[:max_dev]}
     qids = list(dev)
     texts = [data.queries[q] for q in qids]
     ptexts, prels = probe_queries(data.corpus, min(probes, max(len(qids), 200)), encoder.lang, seed)
@@ -181,6 +185,8 @@ def build_index(
         raise IndexBuildError(f"an empty index must be flat or hnsw, not {index_type!r} (nothing to train on)")
     spec = resolve_spec(index_type, n, index_params)  # a bad type or parameter fails before any work
     make_empty(spec, encoder.dim)
+    if isinstance(dev_data, tuple) and not dev_data[1]:
+        raise DataError("dev data given with no judged queries")
     if dev_data is None or isinstance(dev_data, tuple):
         dev, dev_source = dev_data, "(in memory)"
     else:

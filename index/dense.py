@@ -181,7 +181,8 @@ def normalise(q: np.ndarray, dim: int) -> np.ndarray:
 def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best k of (rows, scores), by score then row (deterministic under ties)."""
     if rows.size > k:
-        keep = np.argpartition(-scores, k - 1)[:k]
+        # Exactly by (−score, row), ties at the k-th score included (argpartition would pick any of them).
+        keep = np.lexsort((rows, -scores))[:k]
         rows, scores = rows[keep], scores[keep]
     order = np.lexsort((rows, -scores))
     return rows[order], scores[order]

@@ -14,11 +14,21 @@ D_BLOCK = 1 << 14  # documents per block: a (256, 16k) float32 score block is 16
 
 
 def _keep_top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of (b, m) candidates, the k best (unordered); m ≤ k keeps them all."""
+    """Per row of (b, m) candidates, the k best by (score, then lower row), unordered; m ≤ k keeps all.
+
+    argpartition alone keeps an arbitrary subset of the candidates tied at the k-th score (identical
+    documents have identical vectors), which would make the answer depend on the block size: a row
+    with such a tie is cut exactly by (−score, row) instead (rare; the others keep the fast path)."""
     if scores.shape[1] <= k:
         return rows, scores
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (b, k)
-    return np.take_along_axis(rows, part, 1), np.take_along_axis(scores, part, 1)
+    top_r, top_s = np.take_along_axis(rows, part, 1), np.take_along_axis(scores, part, 1)
+    kth = top_s.min(axis=1, keepdims=True)  # (b, 1): the k-th best score of each row
+    tied = (scores >= kth).sum(axis=1) > k  # more candidates reach it than fit
+    for i in np.flatnonzero(tied):
+        order = np.lexsort((rows[i], -scores[i]))[:k]
+        top_r[i], top_s[i] = rows[i][order], scores[i][order]
+    return top_r, top_s
 
 
 def exact_search(

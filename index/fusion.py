@@ -10,7 +10,7 @@ The settings live in the manifest's ``fusion`` entry, which :class:`index.Search
   from the query's own candidates (no judgements needed, so it applies to any corpus), then the base
   fusion with that weight (RRF with a weight: 2w / (k + r_dense) + 2(1 − w) / (k + r_bm25); w = ½ is RRF).
 
-Why adaptive: a weight chosen on in-distribution dev (medquad: 0.95 on dense) is the worst choice once
+Why adaptive: a weight chosen on in-distribution dev (medquad: 0.9 on dense) is the worst choice once
 queries drift from the training form, where the dense side can be far below BM25. The features say how
 much this query looks like what the model knows (:data:`FEATURES`).
 
@@ -105,8 +105,9 @@ def check_fusion(settings: Any) -> str | None:
     if method == "adaptive":
         if settings.get("base") not in ("weighted", "rrf"):
             return f"adaptive fusion needs base weighted or rrf, got {settings.get('base')!r}"
-        if settings.get("base") == "rrf" and not (_num(settings.get("k")) and settings["k"] > 0):
-            return f"adaptive rrf needs k > 0, got {settings.get('k')!r}"
+        # fuse reads k for either base (the RRF terms are computed in both): check it whenever present.
+        if (settings.get("base") == "rrf" or "k" in settings) and not (_num(settings.get("k")) and settings["k"] > 0):
+            return f"adaptive fusion needs k > 0, got {settings.get('k')!r}"
         if not _num(settings.get("bias")):
             return f"adaptive fusion needs a finite bias, got {settings.get('bias')!r}"
         for part in ("coef", "mean", "std"):
@@ -275,7 +276,7 @@ def _cv(table: np.ndarray, z: np.ndarray, folds: np.ndarray, adaptive: bool,
     """Cross-validated (weighted) mean NDCG@10: fit on the other folds, score the held-out one. Not
     adaptive: the column (a constant setting) best on the other folds."""
     p = np.ones(len(table)) if weights is None else weights
-    total = 0.0
+    total, scored = 0.0, 0.0
     for f in range(CV_FOLDS):
         test, train = folds == f, folds != f
         if not test.any() or not train.any():
@@ -285,7 +286,11 @@ def _cv(table: np.ndarray, z: np.ndarray, folds: np.ndarray, adaptive: bool,
             total += p[test] @ _value(table[test], b + z[test] @ th)
         else:
             total += p[test] @ table[test, int(np.argmax(p[train] @ table[train]))]
-    return float(total / p.sum())
+        scored += float(p[test].sum())
+    # Only the queries actually held out count (a fold with nothing to train on is skipped); with none
+    # at all (every query in one fold) there is no held-out figure: −1, below any NDCG, so nothing is
+    # adopted on it and any prior is preferred.
+    return float(total / scored) if scored > 0 else -1.0
 
 
 def _standardise(raw: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict[str, float], dict[str, float]]:
@@ -415,6 +420,7 @@ def choose_fusion(
         if prior_ndcg >= chosen_cv:
             chosen, chosen_ndcg, kept_prior = settings_of(prior), prior_ndcg, True
             chosen.pop("depth", None)
+            adopted = False  # what serves is the model's fusion, not a fit on these queries
     return {
         **chosen, "depth": depth, "chosen_on": "dev", "dev_queries": len(qids), "dev_ndcg@10": chosen_ndcg,
         "dev_dense_ndcg@10": round(dense, 5), "dev_bm25_ndcg@10": round(lexical, 5), "grid": tried,

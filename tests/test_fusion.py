@@ -61,6 +61,9 @@ def test_adaptive_weight_and_fuse_by_hand():
 @pytest.mark.parametrize("bad, why", [
     (adaptive(base="max"), "base"),
     (adaptive(base="rrf"), "k > 0"),
+    (adaptive(k=None), "k > 0"),  # fuse reads k for the weighted base too
+    (adaptive(k=-1), "k > 0"),
+    (adaptive(k="x"), "k > 0"),
     (adaptive(bias=float("nan")), "bias"),
     (adaptive(bias="0.5"), "bias"),
     (adaptive(coef={"nope": 1.0}, mean={"nope": 0}, std={"nope": 1}), "coef"),
@@ -166,3 +169,12 @@ def test_a_damaged_fusion_file_is_named(tiny_model_dir, tmp_path, content):
 
 def test_features_listed_once():
     assert len(set(FEATURES)) == len(FEATURES) == 5
+
+
+def test_cross_validation_without_a_held_out_fold_adopts_nothing():
+    from index.fusion import _cv
+
+    table = np.tile(W_STEPS, (3, 1))
+    z = np.zeros((3, 1))
+    assert _cv(table, z, np.zeros(3, dtype=int), adaptive=True) == -1.0  # every query in one fold
+    assert _cv(table, z, np.array([0, 1, 2]), adaptive=False) == pytest.approx(1.0)

@@ -497,6 +497,10 @@ def test_cli_errors_are_one_line(tiny_model_dir, tiny_beir, flat_dir, tmp_path, 
     code, _, err = cli(eval_main, ["--model", str(tmp_path / "other"), "--data", str(tiny_beir), "--index",
                                    str(flat_dir)], capsys)
     assert code == 2 and "fingerprint" in err
+    for bad in ("0", "-5", "nan"):
+        code, _, err = cli(eval_main, ["--model", str(tiny_model_dir), "--data", str(tiny_beir), "--index",
+                                       str(flat_dir), "--systems", "hybrid", "--rrf-k", bad], capsys)
+        assert code == 2 and "--rrf-k must be a positive number" in err and "Traceback" not in err
 
 
 # ---- real data -----------------------------------------------------------------------------------

@@ -77,3 +77,4 @@ def test_rrf_on_a_hand_computed_example():
     # Weights scale each ranking's share.
     w = dict(rrf([["a"], ["b"]], k=1, weights=[2.0, 1.0]))
     assert w == {"a": 1.0, "b": 0.5}
+
