@@ -347,8 +347,10 @@ def choose_model_fusion(
         if best is None or rec["cv_ndcg@10"] > best["cv_ndcg@10"]:
             best = rec
     assert best is not None
-    report = {"probes": len(probes), "probe_dense_ndcg@10": round(float(ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)[:, -1].mean()), 5),
-              "probe_bm25_ndcg@10": round(float(ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)[:, 0].mean()), 5)}
+    # The weighted table's ends are the two sides alone (w = 1: dense, w = 0: BM25).
+    probe_table = ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)
+    report = {"probes": len(probes), "probe_dense_ndcg@10": round(float(probe_table[:, -1].mean()), 5),
+              "probe_bm25_ndcg@10": round(float(probe_table[:, 0].mean()), 5)}
     if best["cv_ndcg@10"] <= best["cv_constant_ndcg@10"] + CV_MARGIN:
         return {**on_dev, "model_fit": {**report, "adaptive": best, "adaptive_adopted": False}}
     settings = {k: v for k, v in best.items() if not k.endswith("ndcg@10")}

@@ -64,21 +64,24 @@ class BM25:
         """The query's terms as the index sees them (stopwords dropped and stemmed; CJK chars + bigrams)."""
         return tokenize(queries, self.lang, self._stemmer)
 
-    def query_stats(self, queries: Sequence[str]) -> list[tuple[int, float]]:
-        """Per query: (number of terms, share of them that occur in the corpus), signals of how well the
-        lexical side can match it (the adaptive fusion's ``qlen`` and ``known`` features)."""
+    def query_stats(self, tokens: Sequence[list[str]]) -> list[tuple[int, float]]:
+        """Per query's terms (:meth:`query_tokens`): (number of terms, share of them that occur in the
+        corpus), signals of how well the lexical side can match it (the adaptive fusion's ``qlen`` and
+        ``known`` features)."""
         vocab = self.model.vocab_dict
         out = []
-        for toks in self.query_tokens(queries):
+        for toks in tokens:
             n = len(toks)
             out.append((n, sum(t in vocab for t in toks) / n if n else 0.0))
         return out
 
-    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, k) document indices and scores, best first; k is cut to the corpus size."""
+    def search(self, queries: Sequence[str], k: int, tokens: Sequence[list[str]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, k) document indices and scores, best first; k is cut to the corpus size. ``tokens``: the
+        queries' :meth:`query_tokens` when the caller has them already (tokenised once per request)."""
         k = min(k, self.num_docs)
         # Unknown words simply match nothing.
-        tok = self.query_tokens(queries)
+        tok = list(tokens) if tokens is not None else self.query_tokens(queries)
         # A query left with no known token would make bm25s fail: give it a token that matches nothing.
         tok = [t if t else ["\x00"] for t in tok]
         docs, scores = self.model.retrieve(tok, k=k, show_progress=False, n_threads=1)

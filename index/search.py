@@ -244,8 +244,10 @@ class SearchIndex:
         if not isinstance(k, int | np.integer) or k < 0:
             raise ValueError(f"k must be a non-negative integer, got {k!r}")
 
-    def _bm25_ranked(self, queries: list[str], k: int, allowed: Allowed | None) -> list[Ranked]:
-        """Per query: rows with BM25 > 0 and their scores, best first, at most k, inside the filter."""
+    def _bm25_ranked(self, queries: list[str], k: int, allowed: Allowed | None,
+                     tokens: list[list[str]] | None = None) -> list[Ranked]:
+        """Per query: rows with BM25 > 0 and their scores, best first, at most k, inside the filter.
+        ``tokens``: the queries' terms (:meth:`BM25.query_tokens`), tokenised once for every deepening."""
         if self._bm25 is None:
             raise IndexLoadError(f"{self.path}: this index has no BM25 side; rebuild it")
         n = self.size
@@ -258,8 +260,10 @@ class SearchIndex:
         # list reaches documents BM25 scores 0 (none further can match) or the whole corpus.
         depth = kk if allowed is None else min(n, max(4 * kk, math.ceil(2 * kk * n / m)))
         todo = list(range(len(queries)))
+        if tokens is None:
+            tokens = self._bm25.query_tokens(queries)
         while todo:
-            idx, sc = self._bm25.search([queries[i] for i in todo], depth)
+            idx, sc = self._bm25.search([queries[i] for i in todo], depth, [tokens[i] for i in todo])
             short = []
             for qi, rows, scores in zip(todo, idx, sc, strict=True):
                 rows = rows.astype(np.int64)
@@ -306,9 +310,11 @@ class SearchIndex:
             raise ValueError(f"{len(queries)} query texts but {len(q)} query vectors")
         allowed = self._allowed(filter)
         dense = self._dense.search(q, depth, allowed)
-        lexical = self._bm25_ranked(queries, depth, allowed)
-        assert self._bm25 is not None  # _bm25_ranked refused an index without a BM25 side
-        stats = self._bm25.query_stats(queries)
+        if self._bm25 is None:
+            raise IndexLoadError(f"{self.path}: this index has no BM25 side; rebuild it")
+        tokens = self._bm25.query_tokens(queries)  # once: for the search and the fusion's features
+        lexical = self._bm25_ranked(queries, depth, allowed, tokens)
+        stats = self._bm25.query_stats(tokens)
         out = []
         for qi, ((drows, dsc), (lrows, lsc)) in enumerate(zip(dense, lexical, strict=True)):
             cos = dict(zip(drows.tolist(), dsc.tolist(), strict=True))

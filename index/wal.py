@@ -25,7 +25,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,42 +270,15 @@ class LiveStore:
             raise IndexReadOnlyError(f"{self.path}: the index is on a read-only volume; writes are refused")
         return self._writer
 
-    def apply(self, puts: Sequence[Put], deletes: Sequence[str]) -> Applied:
-        """One transaction: upsert ``puts``, delete ``deletes``; all or nothing, fsynced at commit."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the writer connection: BEGIN IMMEDIATE, COMMIT when the block ends,
+        ROLLBACK on any exception (nothing half-applied); SQLite/OS errors become the index's write errors."""
         w = self._w()
-        new_keys: list[int] = []
-        dead: list[int] = []
-        created: list[bool] = []
-        deleted = 0
         try:
             w.execute("BEGIN IMMEDIATE")
             try:
-                for p in puts:
-                    old = w.execute("SELECT key FROM docs WHERE id = ?", (p.id,)).fetchone()
-                    if old is not None:
-                        self._remove(w, int(old[0]))
-                        dead.append(int(old[0]))
-                    seq = w.execute("INSERT INTO log (op, id) VALUES ('put', ?)", (p.id,)).lastrowid
-                    key = w.execute(
-                        "INSERT INTO docs (id, seq, title, text, metadata, vector, sealed) VALUES (?, ?, ?, ?, ?, ?, 0)",
-                        (p.id, seq, p.title, p.text, json.dumps(p.metadata, ensure_ascii=False),
-                         np.asarray(p.vector, np.float32).tobytes()),
-                    ).lastrowid
-                    assert key is not None
-                    w.execute("INSERT INTO fts (rowid, terms) VALUES (?, ?)", (key, p.terms))
-                    w.executemany("INSERT INTO meta VALUES (?, ?, ?)",
-                                  [(f, canonical_value(v), key) for f, v in p.metadata.items()])
-                    new_keys.append(int(key))
-                    created.append(old is None)
-                for did in deletes:
-                    old = w.execute("SELECT key FROM docs WHERE id = ?", (did,)).fetchone()
-                    if old is None:
-                        continue
-                    self._remove(w, int(old[0]))
-                    dead.append(int(old[0]))
-                    w.execute("INSERT INTO log (op, id) VALUES ('delete', ?)", (did,))
-                    deleted += 1
-                seq_row = w.execute("SELECT MAX(seq) FROM log").fetchone()
+                yield w
                 w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:
@@ -312,6 +286,40 @@ class LiveStore:
                 raise
         except (sqlite3.Error, OSError) as e:
             raise write_error(e, self.path) from e
+
+    def apply(self, puts: Sequence[Put], deletes: Sequence[str]) -> Applied:
+        """One transaction: upsert ``puts``, delete ``deletes``; all or nothing, fsynced at commit."""
+        new_keys: list[int] = []
+        dead: list[int] = []
+        created: list[bool] = []
+        deleted = 0
+        with self._transaction() as w:
+            for p in puts:
+                old = w.execute("SELECT key FROM docs WHERE id = ?", (p.id,)).fetchone()
+                if old is not None:
+                    self._remove(w, int(old[0]))
+                    dead.append(int(old[0]))
+                seq = w.execute("INSERT INTO log (op, id) VALUES ('put', ?)", (p.id,)).lastrowid
+                key = w.execute(
+                    "INSERT INTO docs (id, seq, title, text, metadata, vector, sealed) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                    (p.id, seq, p.title, p.text, json.dumps(p.metadata, ensure_ascii=False),
+                     np.asarray(p.vector, np.float32).tobytes()),
+                ).lastrowid
+                assert key is not None
+                w.execute("INSERT INTO fts (rowid, terms) VALUES (?, ?)", (key, p.terms))
+                w.executemany("INSERT INTO meta VALUES (?, ?, ?)",
+                              [(f, canonical_value(v), key) for f, v in p.metadata.items()])
+                new_keys.append(int(key))
+                created.append(old is None)
+            for did in deletes:
+                old = w.execute("SELECT key FROM docs WHERE id = ?", (did,)).fetchone()
+                if old is None:
+                    continue
+                self._remove(w, int(old[0]))
+                dead.append(int(old[0]))
+                w.execute("INSERT INTO log (op, id) VALUES ('delete', ?)", (did,))
+                deleted += 1
+            seq_row = w.execute("SELECT MAX(seq) FROM log").fetchone()
         return Applied(new_keys, dead, created, deleted, int(seq_row[0] or 0))
 
     @staticmethod
@@ -322,23 +330,13 @@ class LiveStore:
 
     def seal(self, keys: np.ndarray, segment: str, checkpoint: int) -> None:
         """Compaction's commit: mark ``keys`` (those still current) sealed into ``segment``."""
-        w = self._w()
-        try:
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                ks = [int(k) for k in keys]
-                for s in range(0, len(ks), _CHUNK):
-                    chunk = ks[s : s + _CHUNK]
-                    w.execute(f"UPDATE docs SET sealed = 1 WHERE sealed = 0 AND key IN ({','.join('?' * len(chunk))})", chunk)
-                w.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)",
-                              [("segment", segment), ("checkpoint", str(checkpoint))])
-                w.execute("COMMIT")
-            except BaseException:
-                if w.in_transaction:
-                    w.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, OSError) as e:
-            raise write_error(e, self.path) from e
+        with self._transaction() as w:
+            ks = [int(k) for k in keys]
+            for s in range(0, len(ks), _CHUNK):
+                chunk = ks[s : s + _CHUNK]
+                w.execute(f"UPDATE docs SET sealed = 1 WHERE sealed = 0 AND key IN ({','.join('?' * len(chunk))})", chunk)
+            w.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)",
+                          [("segment", segment), ("checkpoint", str(checkpoint))])
 
     def limit_pages(self, pages: int | None) -> None:
         """``PRAGMA max_page_count``: a database size cap (the tests' stand-in for a full disk)."""
