@@ -40,6 +40,11 @@ class MicroBatcher(Generic[T, R]):
         self.on_batch = on_batch
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = 0  # batches in the executor now
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing running: a request now would run alone."""
+        return self._running == 0 and (self._queue is None or self._queue.empty())
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -93,6 +98,7 @@ class MicroBatcher(Generic[T, R]):
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             items = [item for item, _ in batch]
+            self._running += 1
             try:
                 results = await loop.run_in_executor(self.executor, self.fn, items)
             except asyncio.CancelledError:
@@ -101,6 +107,8 @@ class MicroBatcher(Generic[T, R]):
                 raise
             except BaseException as e:  # the batch function itself broke: fail its requests, keep serving
                 results = [e] * len(batch)
+            finally:
+                self._running -= 1
             for (_, fut), res in zip(batch, results, strict=True):
                 if fut.done():
                     continue

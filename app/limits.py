@@ -20,9 +20,13 @@ def check_texts(texts: Sequence[str], settings: Settings, what: str = "input") -
             )
 
 
-def check_top_k(top_k: int, settings: Settings) -> None:
+def check_top_k(top_k: int, settings: Settings, offset: int = 0) -> None:
     if not 1 <= top_k <= settings.max_top_k:
         raise TopKOutOfRangeError(f"top_k must be between 1 and {settings.max_top_k}, got {top_k}")
+    if offset + top_k > settings.max_top_k:
+        # Deep pages cost a ranking of offset + top_k; the same bound as a single page keeps them cheap.
+        raise TopKOutOfRangeError(
+            f"offset + top_k must be at most {settings.max_top_k} (DSSM_MAX_TOP_K), got {offset} + {top_k}")
 
 
 def check_filter(filter: Mapping[str, Any] | None, settings: Settings) -> None:

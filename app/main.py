@@ -42,9 +42,9 @@ def _set_threads(settings: Settings) -> None:
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(settings.torch_threads)
-        # NumPy's BLAS runs the single-query tower (models/fast.py): the same budget as torch's. It also
-        # runs exact scans (filters, the live index's growing segment): 2 OpenBLAS threads on 2 busy
-        # cores made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
+        # NumPy's BLAS runs exact scans (filters, the live index's growing segment) and the projection
+        # after the ONNX towers: the same budget as torch's (which the ONNX sessions also take, at load).
+        # 2 OpenBLAS threads on 2 busy cores made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
         threadpool_limits(limits=settings.torch_threads, user_api="blas")
     if settings.faiss_threads:
         import faiss

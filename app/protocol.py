@@ -21,7 +21,9 @@ other server. Every body written here comes from the error table (``app.errors``
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -129,6 +131,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+
+class EnvGuardedHttpToolsProtocol(GuardedHttpToolsProtocol):
+    """The same protocol with the limits of ``Settings()`` (the DSSM_* environment): uvicorn's worker
+    processes (``--workers N``) import their protocol by name, so it cannot be a class made at run time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.max_header_bytes, self.header_timeout_s = _env_limits()
+        super().__init__(*args, **kwargs)
+
+
+@functools.cache
+def _env_limits() -> tuple[int, float]:
+    s = Settings()
+    return s.max_header_bytes, s.header_timeout_s
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:

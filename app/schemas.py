@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Mode = Literal["dense", "hybrid"]
+ResultField = Literal["title", "text", "metadata", "dense_score"]  # id and score are always returned
+RESULT_FIELDS: tuple[ResultField, ...] = ("dense_score", "title", "text", "metadata")
 Tower = Literal["query", "document"]
 FilterValue = str | int | float | bool
 
@@ -60,6 +62,9 @@ def _check_texts(v: str | list[str]) -> str | list[str]:
 class SearchRequest(_Request):
     query: str = Field(description="Free text; searched with the query tower.", examples=["what causes glaucoma"])
     top_k: int = Field(10, ge=1, description="Number of results (1..max_top_k, default limit 100).")
+    offset: int = Field(0, ge=0, description=(
+        "Skip this many results (paging: page p of size k is offset (p-1)·k, top_k k). offset + top_k is "
+        "at most max_top_k; pages are disjoint slices of one ranking, approximate indexes included."))
     # allow_inf_nan=False: NaN would silently match nothing and ±Infinity everything or nothing (422).
     min_score: float | None = Field(None, allow_inf_nan=False,
                                     description="Drop results whose cosine (dense_score) is below this.")
@@ -68,6 +73,10 @@ class SearchRequest(_Request):
         None, description="Keep only documents whose metadata fields equal these values.",
         examples=[{"aspect": "treatment"}],
     )
+    fields: list[ResultField] | None = Field(None, description=(
+        "What each result carries besides id and score (default: all of dense_score, title, text, "
+        "metadata). [] returns ids and scores only: no document text (~12 KB per 10 results) to send."),
+        examples=[["title"]])
 
     _check_query = field_validator("query")(_not_blank)
 
@@ -84,12 +93,14 @@ class SearchRequest(_Request):
 
 
 class SearchResult(BaseModel):
+    """``dense_score``, ``title``, ``text`` and ``metadata`` are present unless the request's ``fields`` left them out."""
+
     id: str
     score: float = Field(description="What ranks: the cosine (dense) or the fused score (hybrid).")
-    dense_score: float | None = Field(description="Always the cosine between query and document.")
-    title: str
-    text: str
-    metadata: dict[str, Any]
+    dense_score: float | None = Field(None, description="Always the cosine between query and document.")
+    title: str = ""
+    text: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class SearchResponse(BaseModel):

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Micro-batching of concurrent /search calls: queries arriving while a batch runs (or within
     # batch_wait_ms of the first) are encoded and searched together.
     micro_batching: bool = True
+    # A query that arrives when nothing is queued or running is computed on the event loop itself
+    # instead of being handed to the compute thread and back (README "Speed and micro-batching").
+    inline_lone_queries: bool = True
     batch_wait_ms: float = Field(0.0, ge=0.0, le=100.0)
     max_batch_queries: int = Field(64, ge=1)
 

@@ -22,13 +22,17 @@ from .process import ServerProcess, free_port, product_env
 LUA = Path(__file__).resolve().parent / "wrk_search.lua"
 
 
-def system_server(system: str, model: Path, index: Path, log_path: Path, torch_threads: int = 1) -> ServerProcess:
-    """``python -m bench.server`` for one system, on a free port of 127.0.0.1, one uvicorn worker."""
+def system_server(system: str, model: Path, index: Path, log_path: Path, torch_threads: int = 1,
+                  workers: int = 1, settings: dict[str, Any] | None = None) -> ServerProcess:
+    """``python -m bench.server`` for one system, on a free port of 127.0.0.1, ``workers`` uvicorn workers;
+    ``settings``: app settings other than the product's defaults (a lever under measurement)."""
     port = free_port()
     env = product_env()
     env["HF_HUB_OFFLINE"] = "1"
+    env["BENCH_SETTINGS"] = json.dumps(settings or {})
     cmd = [sys.executable, "-m", "bench.server", "--system", system, "--model", str(model),
-           "--index", str(index), "--port", str(port), "--torch-threads", str(torch_threads)]
+           "--index", str(index), "--port", str(port), "--torch-threads", str(torch_threads),
+           "--workers", str(workers)]
     return ServerProcess(cmd, env, port, log_path)
 
 
@@ -39,11 +43,12 @@ def require_wrk() -> str:
     return wrk
 
 
-def write_bodies(queries: list[str], path: Path, top_k: int = 10) -> Path:
-    """One /search JSON body a line (wrk's Lua reads them; JSON escaping is done here, not in Lua)."""
+def write_bodies(queries: list[str], path: Path, top_k: int = 10, **extra: Any) -> Path:
+    """One /search JSON body a line (wrk's Lua reads them; JSON escaping is done here, not in Lua);
+    ``extra``: more request fields (mode="hybrid", fields=[] …)."""
     with open(path, "w", encoding="utf-8") as f:
         for q in queries:
-            f.write(json.dumps({"query": q, "top_k": top_k}, ensure_ascii=True) + "\n")
+            f.write(json.dumps({"query": q, "top_k": top_k, **extra}, ensure_ascii=True) + "\n")
     return path
 
 

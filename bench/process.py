@@ -51,6 +51,32 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (uvicorn --workers: a supervisor and its worker processes)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return out
+
+
+def proc_pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (a memory-mapped index, libraries) divided among the
+    processes that map them, so a sum over worker processes counts each page once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """user + system CPU seconds a process has used so far (/proc/PID/stat, fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -120,11 +146,23 @@ class ServerProcess:
         return text[-tail:] if tail else text
 
     def memory_mib(self) -> dict[str, float]:
-        st = proc_status(self.proc.pid)
-        return {"rss_mib": round(st["VmRSS"] / 1024, 1), "peak_rss_mib": round(st["VmHWM"] / 1024, 1)}
+        """Over the server's process tree: RSS summed (shared pages counted once per process), PSS summed
+        (each page once: what the deployment costs), peak RSS of the largest process."""
+        pids = proc_tree(self.proc.pid)
+        st = [proc_status(p) for p in pids]
+        return {"rss_mib": round(sum(x["VmRSS"] for x in st) / 1024, 1),
+                "pss_mib": round(sum(proc_pss_kib(p) for p in pids) / 1024, 1),
+                "peak_rss_mib": round(max(x["VmHWM"] for x in st) / 1024, 1), "processes": len(pids)}
 
     def cpu_seconds(self) -> float:
-        return proc_cpu_seconds(self.proc.pid)
+        """CPU seconds of the server's process tree (every worker process) so far."""
+        total = 0.0
+        for p in proc_tree(self.proc.pid):
+            try:
+                total += proc_cpu_seconds(p)
+            except OSError:  # a process that just exited
+                continue
+        return total
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM (graceful shutdown), then SIGKILL after ``timeout``; returns the exit code."""

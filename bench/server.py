@@ -1,6 +1,6 @@
 """One uvicorn worker serving the product's app as one of the benchmarked systems.
 
-    python -m bench.server --system lstm-dssm|minilm|bm25 --model MODEL_DIR --index INDEX_DIR --port P
+    python -m bench.server --system lstm-dssm|hybrid|minilm|bm25 --model MODEL_DIR --index INDEX_DIR --port P [--workers N]
 
 - ``lstm-dssm``: the product as shipped (``app.main.create_app``), nothing changed.
 - ``minilm``: the same app with ``loader=bench.encoders.load_encoder`` (the app's encoder seam);
@@ -15,34 +15,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from app.backend import Backend
 from app.metrics import ServiceMetrics
 from app.search import SearchQuery
 from index import Hit
 
-SYSTEMS = ("lstm-dssm", "minilm", "bm25")
+SYSTEMS = ("lstm-dssm", "hybrid", "minilm", "bm25")  # hybrid: the lstm-dssm service, asked for mode=hybrid
 
 
 def bm25_search_batch(backend: Backend, qs: Sequence[SearchQuery], metrics: ServiceMetrics | None = None) -> list[list[Hit]]:
     """A ``SearchBatch`` (``app.search``) that ranks with BM25 instead of the encoder."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[tuple[str, int], list[int]] = {}
     for i, q in enumerate(qs):
-        groups.setdefault(json.dumps(q.filter or None, sort_keys=True), []).append(i)
+        groups.setdefault((json.dumps(q.filter or None, sort_keys=True), q.offset), []).append(i)
     out: list[list[Hit]] = [[] for _ in qs]
-    for idx in groups.values():
+    for (_, offset), idx in groups.items():
         k = max(qs[i].top_k for i in idx)
         t0 = time.perf_counter()
-        hits = backend.index.search_bm25([qs[i].text for i in idx], k, filter=qs[idx[0]].filter or None)
+        hits = backend.index.search_bm25([qs[i].text for i in idx], k, filter=qs[idx[0]].filter or None,
+                                         offset=offset)
         if metrics is not None:
             metrics.search_seconds.labels("bm25").observe(time.perf_counter() - t0)
         for i, h in zip(idx, hits, strict=True):
             out[i] = h[: qs[i].top_k]  # min_score is a cosine threshold: BM25 hits have none, ignored here
     return out
+
+
+def make_app() -> Any:
+    """The system's app from ``BENCH_*`` variables: what each worker process of ``--workers N`` builds."""
+    from app.main import create_app
+    from app.settings import Settings
+    from bench.encoders import load_encoder
+
+    env = os.environ
+    system = env["BENCH_SYSTEM"]
+    # The product's defaults (micro-batching on, one compute thread) for every system; INFO access
+    # logs off so that logging costs the same (nothing) everywhere.
+    # BENCH_SETTINGS: a JSON object of further settings (a lever under measurement, e.g. micro_batching).
+    settings = Settings(model_dir=Path(env["BENCH_MODEL"]), index_dir=Path(env["BENCH_INDEX"]),
+                        torch_threads=int(env["BENCH_TORCH_THREADS"]), faiss_threads=int(env["BENCH_FAISS_THREADS"]),
+                        log_level="WARNING", log_format="text", api_key=None,
+                        **json.loads(env.get("BENCH_SETTINGS") or "{}"))
+    return create_app(settings, loader=load_encoder, search_batch=bm25_search_batch if system == "bm25" else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,22 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--torch-threads", type=int, default=1)  # the service's default
     p.add_argument("--faiss-threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     a = p.parse_args(argv)
 
     import uvicorn
 
-    from app.main import create_app
-    from app.settings import Settings
-    from bench.encoders import load_encoder
-
-    # The product's defaults (micro-batching on, one compute thread) for every system; INFO access
-    # logs off so that logging costs the same (nothing) everywhere.
-    settings = Settings(model_dir=Path(a.model), index_dir=Path(a.index), torch_threads=a.torch_threads,
-                        faiss_threads=a.faiss_threads, log_level="WARNING", log_format="text", api_key=None)
-    app = create_app(settings, loader=load_encoder,
-                     search_batch=bm25_search_batch if a.system == "bm25" else None)
-    uvicorn.run(app, host=a.host, port=a.port, workers=1, access_log=False, log_level="warning",
-                timeout_graceful_shutdown=5)
+    os.environ.update({"BENCH_SYSTEM": a.system, "BENCH_MODEL": a.model, "BENCH_INDEX": a.index,
+                       "BENCH_TORCH_THREADS": str(a.torch_threads), "BENCH_FAISS_THREADS": str(a.faiss_threads)})
+    common: dict[str, Any] = dict(host=a.host, port=a.port, access_log=False, log_level="warning",
+                                  timeout_graceful_shutdown=5)
+    if a.workers == 1:
+        uvicorn.run(make_app(), workers=1, **common)
+    else:  # worker processes import the app factory by name and read the BENCH_* variables
+        uvicorn.run("bench.server:make_app", factory=True, workers=a.workers, **common)
     return 0
 
 

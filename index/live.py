@@ -41,7 +41,7 @@ from .dense import Allowed, normalise
 from .errors import IndexLoadError, IndexReadOnlyError, IndexWriteError
 from .fusion import DEPTH, Candidates, check_fusion, fuse
 from .protocols import TextEncoder
-from .search import Hit, SearchIndex
+from .search import PAGE_WINDOW, Hit, SearchIndex, page
 from .segments import SEGMENTS_DIR, Segment, load_base, load_segment, write_segment
 from .store import Doc
 from .wal import LIVE_FILE, Applied, LiveStore, Put, create
@@ -209,8 +209,8 @@ class LiveIndex:
     # ---- search --------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_k(k: int) -> None:
-        SearchIndex._check_k(k)
+    def _check_k(k: int, offset: int = 0) -> None:
+        SearchIndex._check_k(k, offset)
 
     def _filter_keys(self, filter: dict[str, Any] | None) -> np.ndarray | None:
         if not filter:
@@ -273,22 +273,27 @@ class LiveIndex:
             out.append(hits)
         return out
 
-    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
-        """Dense search (as :meth:`SearchIndex.search`): score = dense_score = exact cosine."""
-        self._check_k(k)
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
+               offset: int = 0) -> list[list[Hit]]:
+        """Dense search (as :meth:`SearchIndex.search`): score = dense_score = exact cosine. Segments may
+        be approximate, so every page is ranked at least PAGE_WINDOW deep (index/search.py)."""
+        self._check_k(k, offset)
         st = self._state
         q = normalise(vectors, self.dim)
-        ranked = self._dense(st, q, k, self._filter_keys(filter))
-        return self._hits([[(int(r), float(s), float(s)) for r, s in zip(*rs, strict=True)] for rs in ranked])
+        end = offset + k
+        ranked = self._dense(st, q, max(end, PAGE_WINDOW), self._filter_keys(filter))
+        return self._hits(page([list(zip(rs[0].tolist(), rs[1].tolist(), rs[1].tolist(), strict=True))[:end]
+                                for rs in ranked], offset))
 
-    def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+    def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None,
+                    offset: int = 0) -> list[list[Hit]]:
         """BM25 (FTS5) over the current documents: score = BM25, dense_score None."""
-        self._check_k(k)
+        self._check_k(k, offset)
         if filter:
             SearchIndex._check_filter(filter)
         st = self._state
-        ranked = self._lexical(st, fulltext.query_terms(list(queries), self.lang), k, filter)
-        return self._hits([[(int(r), float(s), None) for r, s in zip(*rs, strict=True)] for rs in ranked])
+        ranked = self._lexical(st, fulltext.query_terms(list(queries), self.lang), offset + k, filter)
+        return self._hits(page([[(int(r), float(s), None) for r, s in zip(*rs, strict=True)] for rs in ranked], offset))
 
     def hybrid_candidates(self, queries: list[str], vectors: np.ndarray, depth: int,
                           filter: dict[str, Any] | None = None) -> list[Candidates]:
@@ -314,16 +319,17 @@ class LiveIndex:
         return out
 
     def search_hybrid(self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
-                      fusion: dict[str, Any] | None = None) -> list[list[Hit]]:
+                      fusion: dict[str, Any] | None = None, offset: int = 0) -> list[list[Hit]]:
         """Dense fused with BM25 (the index's fusion, index/fusion.py), as :meth:`SearchIndex.search_hybrid`."""
-        self._check_k(k)
+        self._check_k(k, offset)
         settings = self.fusion if fusion is None else fusion
         why = check_fusion(settings)
         if why:
             raise ValueError(f"fusion: {why}")
-        depth = max(k, int(settings.get("depth", DEPTH)))
+        end = offset + k
+        depth = max(end, int(settings.get("depth", DEPTH)))  # pages within depth: one ranking
         cands = self.hybrid_candidates(queries, vectors, depth, filter)
-        return self._hits([[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands])
+        return self._hits(page([[(r, s, c.cos[r]) for r, s in fuse(c, settings)[:end]] for c in cands], offset))
 
     def documents(self, ids: list[str]) -> list[Hit | None]:
         found = self._store.get_ids(ids)

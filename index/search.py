@@ -45,6 +45,18 @@ class Hit:
 
 Ranked = tuple[np.ndarray, np.ndarray]  # (rows (n,) int64, scores (n,) float32), best first
 
+# Paging (``offset``): results offset..offset+k-1 of the ranking. An approximate index (HNSW, IVF) can
+# order its first 10 differently when asked for 10 than when asked for 20 (efSearch / nprobe grow with
+# k), so one document could show on two pages (qdrant#9523): such an index ranks every request at least
+# PAGE_WINDOW deep, which makes all pages up to PAGE_WINDOW slices of one ranking. Exact rankings (flat,
+# BM25) are prefix-stable already, and hybrid fuses each side's top ``depth`` (100) for any page within it.
+PAGE_WINDOW = DEPTH
+
+
+def page(ranked: list[list[Any]], offset: int) -> list[list[Any]]:
+    """Each ranking from ``offset`` on (the ranking was cut at offset + k already)."""
+    return ranked if offset == 0 else [r[offset:] for r in ranked]
+
 
 def _bm25_problem(model: Any, count: int) -> str | None:  # model: a loaded bm25s.BM25
     """What in the BM25 arrays would make a search fail or score garbage, or None.
@@ -240,9 +252,11 @@ class SearchIndex:
         return out
 
     @staticmethod
-    def _check_k(k: int) -> None:
+    def _check_k(k: int, offset: int = 0) -> None:
         if not isinstance(k, int | np.integer) or k < 0:
             raise ValueError(f"k must be a non-negative integer, got {k!r}")
+        if not isinstance(offset, int | np.integer) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
 
     def _bm25_ranked(self, queries: list[str], k: int, allowed: Allowed | None,
                      tokens: list[list[str]] | None = None) -> list[Ranked]:
@@ -285,20 +299,26 @@ class SearchIndex:
 
     # ---- public API ------------------------------------------------------------------------------
 
-    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+    def search(self, vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
+               offset: int = 0) -> list[list[Hit]]:
         """Dense search. ``vectors`` (Q, D) float32 query vectors (normalised here too); per query up to
         ``k`` hits, score = dense_score = exact cosine. ``filter``: metadata ``field == value`` for every
-        item; still ``k`` hits whenever at least ``k`` documents match."""
-        self._check_k(k)
-        ranked = self._dense.search(vectors, k, self._allowed(filter))
-        return self._hits([[(int(r), float(s), float(s)) for r, s in zip(*rs, strict=True)] for rs in ranked])
+        item; still ``k`` hits whenever at least ``k`` documents match. ``offset``: skip the first hits
+        of the ranking (a page; documents are read only for the hits returned)."""
+        self._check_k(k, offset)
+        end = offset + k
+        depth = end if self._dense.kind == "flat" else max(end, PAGE_WINDOW)
+        ranked = [[(int(r), float(s), float(s)) for r, s in zip(*rs, strict=True)][:end]
+                  for rs in self._dense.search(vectors, depth, self._allowed(filter))]
+        return self._hits(page(ranked, offset))
 
-    def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None) -> list[list[Hit]]:
+    def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None,
+                    offset: int = 0) -> list[list[Hit]]:
         """BM25 search (bm25s, tokenised for the model's language): score = BM25, dense_score None.
         Documents sharing no term with the query are not returned, so a list can be shorter than k."""
-        self._check_k(k)
-        ranked = self._bm25_ranked(list(queries), k, self._allowed(filter))
-        return self._hits([[(int(r), float(s), None) for r, s in zip(*rs, strict=True)] for rs in ranked])
+        self._check_k(k, offset)
+        ranked = self._bm25_ranked(list(queries), offset + k, self._allowed(filter))
+        return self._hits(page([[(int(r), float(s), None) for r, s in zip(*rs, strict=True)] for rs in ranked], offset))
 
     def hybrid_candidates(
         self, queries: list[str], vectors: np.ndarray, depth: int, filter: dict[str, Any] | None = None
@@ -326,22 +346,23 @@ class SearchIndex:
 
     def search_hybrid(
         self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
-        fusion: dict[str, Any] | None = None,
+        fusion: dict[str, Any] | None = None, offset: int = 0,
     ) -> list[list[Hit]]:
         """Fusion of dense and BM25 (settings: :attr:`fusion`, chosen on dev at build time, unless
         ``fusion`` overrides them). score = fused score, dense_score = exact cosine (also for documents
-        only BM25 found)."""
-        self._check_k(k)
+        only BM25 found). ``offset`` as in :meth:`search`."""
+        self._check_k(k, offset)
         settings = self.fusion if fusion is None else fusion
         why = check_fusion(settings)
         if why:
             raise ValueError(f"fusion: {why}")
-        depth = max(k, int(settings.get("depth", DEPTH)))
+        end = offset + k
+        depth = max(end, int(settings.get("depth", DEPTH)))  # pages within depth: one ranking
         cands = self.hybrid_candidates(queries, vectors, depth, filter)
         ranked: list[list[tuple[int, float, float | None]]] = [
-            [(r, s, c.cos[r]) for r, s in fuse(c, settings)[:k]] for c in cands
+            [(r, s, c.cos[r]) for r, s in fuse(c, settings)[:end]] for c in cands
         ]
-        return self._hits(ranked)
+        return self._hits(page(ranked, offset))
 
     def documents(self, ids: list[str]) -> list[Hit | None]:
         """The stored documents for ``ids`` (None for an unknown id); score 0.0, dense_score None."""

@@ -1,5 +1,8 @@
 """Inference: texts → unit vectors with one tower, in length-sorted batches.
 
+A model loaded from its folder runs through ONNX Runtime (``models/onnx_tower.py``: ~6x faster than torch
+for one query, ~1.3x for document batches, the same vectors to 1e-5); an ``Encoder`` made around a model
+in memory (training's dev evaluation, whose weights change every epoch) runs the torch towers.
 ``Encoder`` satisfies ``index.protocols.TextEncoder`` (name, dim, fingerprint, lang, encode, info), the
 seam through which the index build, the served index and the app use a model.
 """
@@ -13,9 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .fast import NumpyTower
 from .featurizer import Vocab
 from .io import LoadedModel, load_model
+from .onnx_tower import OnnxTower, load_onnx_towers
 from .tower import LSTMDSSM, Packed
 
 
@@ -27,22 +30,31 @@ class Encoder:
     """
 
     def __init__(self, model: LSTMDSSM, vocab: Vocab, fingerprint: str = "", path: str = "",
-                 fusion: dict[str, Any] | None = None) -> None:
+                 fusion: dict[str, Any] | None = None, onnx: dict[str, OnnxTower] | None = None) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.config = model.cfg
         self.fingerprint = fingerprint
         self.path = path
         self.fusion = fusion  # the hybrid fusion fitted with the model (fusion.json), if any
-        self._fast: dict[str, NumpyTower] = {}  # per tower, made on first use
+        self.onnx = onnx or {}  # tower name → its ONNX Runtime tower; empty: the torch towers run
 
     @classmethod
-    def from_loaded(cls, lm: LoadedModel) -> Encoder:
-        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path), lm.fusion)
+    def from_loaded(cls, lm: LoadedModel, runtime: str = "onnx") -> Encoder:
+        """``runtime``: "onnx" (ONNX Runtime, its files made or refreshed in the model folder as needed)
+        or "torch". ONNX Runtime gets torch's thread count (the service sets it before loading)."""
+        if runtime not in ("onnx", "torch"):
+            raise ValueError(f"runtime must be onnx or torch, got {runtime!r}")
+        onnx = load_onnx_towers(lm.model, lm.path, lm.fingerprint, torch.get_num_threads()) if runtime == "onnx" else None
+        return cls(lm.model, lm.vocab, lm.fingerprint, str(lm.path), lm.fusion, onnx)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> Encoder:
-        return cls.from_loaded(load_model(model_dir))
+    def load(cls, model_dir: str | os.PathLike, runtime: str = "onnx") -> Encoder:
+        return cls.from_loaded(load_model(model_dir), runtime)
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.onnx else "torch"
 
     @property
     def name(self) -> str:
@@ -76,20 +88,18 @@ class Encoder:
         after each batch of n texts."""
         net = self.model.tower(tower)
         feats = self.vocab.featurize(texts, self.max_words(tower))
-        if len(feats) == 1 and not net.training:
-            # A lone text (a search request): NumPy, ~2x faster than torch's per-op dispatch here.
-            fast = self._fast.get(tower)
-            if fast is None:
-                fast = self._fast[tower] = NumpyTower(net)
-            out1 = fast.encode(feats[0])[None, :]
+        run = self.onnx.get("doc" if tower in ("doc", "document") else "query")
+        if run is not None and len(feats) <= batch_size:  # a search request or micro-batch: as it is
+            out1 = run.encode(feats)
             if progress is not None:
-                progress(1)
+                progress(len(feats))
             return out1
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]), reverse=True)
         out = np.zeros((len(feats), self.dim), dtype=np.float32)
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            out[idx] = net(Packed.from_lists([feats[i] for i in idx])).numpy()
+            batch = [feats[i] for i in idx]
+            out[idx] = run.encode(batch) if run is not None else net(Packed.from_lists(batch)).numpy()
             if progress is not None:
                 progress(len(idx))
         return out

@@ -1,6 +1,7 @@
 """A model directory: ``config.json``, ``vocab.json``, ``model.safetensors`` (data, never pickle), and
 ``training.json`` (the training run's record; folders written before it existed hold the record as a
-``training`` entry of ``config.json``, which ``load_training_record`` still reads).
+``training`` entry of ``config.json``, which ``load_training_record`` still reads), and the towers as
+ONNX files derived from the weights (``models/onnx_tower.py``; not fingerprinted, rebuilt when stale).
 
 Writes go to a temporary directory beside the target, renamed into place at the end, so a crash never
 leaves a half-written model where a previous one stood.
@@ -21,6 +22,7 @@ from common.fs import atomic_dir, atomic_write, sha256_files
 
 from .config import ModelConfig
 from .featurizer import Vocab
+from .onnx_tower import write_onnx_files
 from .tower import LSTMDSSM
 
 CONFIG_FILE = "config.json"
@@ -76,9 +78,10 @@ def save_model(
     model: LSTMDSSM, vocab: Vocab, out_dir: str | os.PathLike, training: dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> None:
-    """Atomically write a complete model directory at ``out_dir``."""
+    """Atomically write a complete model directory at ``out_dir``, with its towers' ONNX files."""
     with atomic_dir(out_dir) as tmp:
         write_model_files(model, vocab, tmp, training)
+        write_onnx_files(model, tmp, fingerprint(tmp))
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
 

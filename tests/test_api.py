@@ -109,6 +109,44 @@ def test_get_search_equals_post(client: TestClient) -> None:
     assert h.status_code == 200 and h.json()["results"]
 
 
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_pages_are_disjoint_slices_of_one_ranking(client: TestClient, mode: str) -> None:
+    q = "what are the symptoms of kalo disease"
+    full = client.post("/search", json={"query": q, "top_k": 100, "mode": mode}).json()["results"]
+    pages = [client.post("/search", json={"query": q, "top_k": 10, "offset": o, "mode": mode}).json()["results"]
+             for o in range(0, 100, 10)]
+    assert [x["id"] for p in pages for x in p] == [x["id"] for x in full]
+    assert [x["score"] for p in pages for x in p] == pytest.approx([x["score"] for x in full], abs=1e-6)
+    # the same from the URL, and a page past a filtered ranking's end is empty, not an error
+    g = client.get("/search", params={"q": q, "top_k": 7, "offset": 3, "mode": mode}).json()["results"]
+    assert [x["id"] for x in g] == [x["id"] for x in full[3:10]]
+    r = client.post("/search", json={"query": q, "top_k": 10, "offset": 60, "mode": mode, "filter": {"aspect": "causes"}})
+    assert r.status_code == 200 and r.json()["results"] == []
+    # min_score then paging: a page of the hits that pass
+    cut = full[25]["dense_score"] if mode == "dense" else sorted(x["dense_score"] for x in full)[50]
+    passing = [x["id"] for x in client.post("/search", json={"query": q, "top_k": 100, "mode": mode,
+                                                               "min_score": cut}).json()["results"]]
+    paged = client.post("/search", json={"query": q, "top_k": 10, "offset": 5, "mode": mode, "min_score": cut}).json()
+    assert [x["id"] for x in paged["results"]] == passing[5:15]
+
+
+def test_fields_choose_what_results_carry(client: TestClient) -> None:
+    q = "how to treat serkatu syndrome"
+    full = client.post("/search", json={"query": q, "top_k": 5}).json()["results"]
+    bare = client.post("/search", json={"query": q, "top_k": 5, "fields": []})
+    assert bare.status_code == 200
+    assert [set(x) for x in bare.json()["results"]] == [{"id", "score"}] * 5
+    assert [(x["id"], x["score"]) for x in bare.json()["results"]] == [(x["id"], x["score"]) for x in full]
+    assert len(bare.content) * 3 < len(client.post("/search", json={"query": q, "top_k": 5}).content)
+    titled = client.post("/search", json={"query": q, "top_k": 5, "fields": ["title", "dense_score"]}).json()["results"]
+    assert [set(x) for x in titled] == [{"id", "score", "title", "dense_score"}] * 5
+    assert [x["title"] for x in titled] == [x["title"] for x in full]
+    g = client.get("/search", params={"q": q, "top_k": 5, "fields": "metadata"}).json()["results"]
+    assert [x["metadata"] for x in g] == [x["metadata"] for x in full] and set(g[0]) == {"id", "score", "metadata"}
+    assert [set(x) for x in client.get("/search", params={"q": q, "fields": ""}).json()["results"]][0] == {"id", "score"}
+    assert set(full[0]) == {"id", "score", "dense_score", "title", "text", "metadata"}  # default: everything
+
+
 def test_default_top_k_is_10(client: TestClient) -> None:
     assert len(client.post("/search", json={"query": "fever and pain"}).json()["results"]) == 10
 
@@ -187,6 +225,12 @@ def test_unicode_and_odd_queries_work(client: TestClient) -> None:
         ({"query": "fever", "min_score": "high"}, 422, "validation_error", "min_score"),
         ({"query": "fever", "filter": "aspect=causes"}, 422, "validation_error", "filter"),
         ({"query": "fever", "filter": {"aspect": ["causes"]}}, 422, "validation_error", "filter"),
+        ({"query": "fever", "offset": -1}, 422, "validation_error", "offset"),
+        ({"query": "fever", "offset": "10"}, 422, "validation_error", "offset"),
+        ({"query": "fever", "offset": 95}, 422, "top_k_out_of_range", "offset + top_k must be at most 100"),
+        ({"query": "fever", "offset": 90, "top_k": 20}, 422, "top_k_out_of_range", "90 + 20"),
+        ({"query": "fever", "fields": ["body"]}, 422, "validation_error", "fields"),
+        ({"query": "fever", "fields": "title"}, 422, "validation_error", "fields"),
         ({}, 422, "validation_error", "query"),
         ([], 422, "validation_error", None),
         ("fever", 422, "validation_error", None),

@@ -159,6 +159,29 @@ def test_approximate_types_find_the_exact_neighbours(index_type, params, tiny_mo
     assert np.mean(recall) >= 0.9
 
 
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "ivf"])
+def test_pages_never_repeat_a_document(index_type, tiny_model_dir, tiny_beir, tmp_path, encoder, queries):
+    """offset pages are slices of one ranking for every index type: an HNSW asked for 10 and then for
+    20 can order its top 10 differently (efSearch grows with k); ranked PAGE_WINDOW deep, it cannot."""
+    build_index(Encoder.load(tiny_model_dir), tiny_beir, tmp_path / "i", index_type=index_type,
+                index_params={"efSearch": 8} if index_type == "hnsw" else None, show_progress=False)
+    qv = encoder.encode(queries, tower="query")
+    with SearchIndex.load(tmp_path / "i") as idx:
+        for flt in (None, {"aspect": "causes"}):
+            ranking = [[h.id for h in hits] for hits in idx.search(qv, 40, filter=flt)]
+            pages = [idx.search(qv, 8, filter=flt, offset=o) for o in range(0, 40, 8)]
+            for qi, ids in enumerate(ranking):
+                paged = [h.id for p in pages for h in p[qi]]
+                assert paged == ids and len(set(paged)) == len(paged)
+        for search in (lambda k, o: idx.search_bm25(queries, k, offset=o),
+                       lambda k, o: idx.search_hybrid(queries, qv, k, offset=o)):
+            whole = [[h.id for h in hits] for hits in search(30, 0)]
+            paged = [[h.id for h in a] + [h.id for h in b] for a, b in zip(search(10, 0), search(20, 10), strict=True)]
+            assert paged == whole
+        with pytest.raises(ValueError, match="offset"):
+            idx.search(qv[:1], 10, offset=-1)
+
+
 # ---- filters -------------------------------------------------------------------------------------
 
 

@@ -48,7 +48,7 @@ def test_save_load_gives_identical_vectors(tmp_path, shared):
     m, v = small_model(shared)
     save_model(m, v, tmp_path / "m")
     enc_a = Encoder(m, v)
-    enc_b = Encoder.load(tmp_path / "m")
+    enc_b = Encoder.load(tmp_path / "m", runtime="torch")  # the same weights bit for bit (ONNX: 1e-5, below)
     texts = ["the quick brown fox", "感冒灵 999", "🍕"]
     for tower in ("query", "document"):
         np.testing.assert_array_equal(enc_a.encode(texts, tower), enc_b.encode(texts, tower))
@@ -88,32 +88,92 @@ def test_trained_tiny_model_retrieves_unseen_entities(tiny_model_dir, tiny_beir)
     assert (tiny_model_dir / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_numpy_single_query_tower_equals_torch(tmp_path):
-    """models/fast.py: the lone-text path gives the torch tower's vector to 1e-5, for every pooling,
-    with and without a projection, for empty and long texts."""
+def test_onnx_towers_equal_torch(tmp_path):
+    """models/onnx_tower.py: ONNX Runtime gives the torch tower's vectors to 1e-5 for every pooling,
+    with and without a projection, shared or separate towers, alone and in padded batches, for empty
+    texts, words without n-grams and texts longer than the word limit."""
     import numpy as np
     import torch
 
     from models.config import ModelConfig
     from models.encoder import Encoder
-    from models.fast import NumpyTower
     from models.featurizer import Vocab
+    from models.io import load_model, save_model
     from models.tower import LSTMDSSM, Packed
 
-    texts = ["", "fever", "what are the symptoms of glaucoma in older adults", "感冒了怎么办 " * 5, "x " * 40]
+    texts = ["", "fever", "what are the symptoms of glaucoma in older adults", "感冒了怎么办 " * 5, "x " * 40, "- ."]
     vocab = Vocab.build(texts * 3, size=200, num_buckets=50, lang="en", min_count=1)
     for pooling in ("last", "max", "mean"):
-        for out_dim in (0, 8):
+        for out_dim, shared in ((0, True), (8, True), (8, False)):
             torch.manual_seed(0)
             cfg = ModelConfig(vocab_size=len(vocab.ngrams), num_buckets=50, embed_dim=16, hidden_dim=12,
-                              out_dim=out_dim, pooling=pooling)
+                              out_dim=out_dim, pooling=pooling, shared_towers=shared, query_max_words=8)
             model = LSTMDSSM(cfg).eval()
-            fast = NumpyTower(model.query)
-            enc = Encoder(model, vocab)
-            for t in texts:
-                f = vocab.featurize([t], cfg.query_max_words)
+            d = tmp_path / f"{pooling}-{out_dim}-{shared}"
+            save_model(model, vocab, d)
+            enc = Encoder.load(d)
+            assert enc.runtime == "onnx" and set(enc.onnx) == {"query", "doc"}
+            assert (enc.onnx["query"] is enc.onnx["doc"]) == shared
+            torch_enc = Encoder.load(d, runtime="torch")
+            for tower in ("query", "doc"):
+                net = load_model(d).model.tower(tower)
+                feats = vocab.featurize(texts, enc.max_words(tower))
                 with torch.no_grad():
-                    ref = model.query(Packed.from_lists(f)).numpy()[0]
-                assert np.abs(fast.encode(f[0]) - ref).max() < 1e-5, (pooling, out_dim, t)
-                assert np.abs(enc.encode([t])[0] - ref).max() < 1e-5  # the Encoder takes the fast path
-                assert np.abs(enc.encode([t, "fever"])[0] - ref).max() < 1e-5  # and torch for batches
+                    ref = net(Packed.from_lists(feats)).numpy()
+                for i, t in enumerate(texts):
+                    assert np.abs(enc.encode([t], tower=tower)[0] - ref[i]).max() < 1e-5, (pooling, out_dim, tower, t)
+                assert np.abs(enc.encode(texts, tower=tower) - ref).max() < 1e-5  # one padded batch
+                assert np.abs(enc.encode(texts, tower=tower, batch_size=2) - ref).max() < 1e-5  # sorted batches
+                assert np.abs(torch_enc.encode(texts, tower=tower) - ref).max() < 1e-5
+
+
+def test_onnx_files_follow_the_weights(tmp_path, caplog):
+    """The ONNX files are written with the model, are not part of its fingerprint, and are rebuilt
+    when missing, stale (other weights) or damaged; a read-only folder keeps the graph in memory."""
+    import json
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from models.config import ModelConfig
+    from models.encoder import Encoder
+    from models.featurizer import Vocab
+    from models.io import fingerprint, save_model
+    from models.onnx_tower import STAMP_FILE
+    from models.tower import LSTMDSSM
+
+    vocab = Vocab.build(["red fox jumps", "blue whale sings"] * 2, size=50, num_buckets=20, min_count=1)
+    cfg = ModelConfig(vocab_size=len(vocab.ngrams), num_buckets=20, embed_dim=8, hidden_dim=6, out_dim=4)
+    torch.manual_seed(1)
+    d = tmp_path / "m"
+    save_model(LSTMDSSM(cfg).eval(), vocab, d)
+    stamp = json.loads((d / STAMP_FILE).read_text())
+    assert (d / "query.onnx").is_file() and not (d / "doc.onnx").exists()
+    assert stamp["model_fingerprint"] == fingerprint(d)
+    before = fingerprint(d)
+    (d / "query.onnx").unlink()  # an existing folder from before the ONNX files: made on load
+    v1 = Encoder.load(d).encode(["red fox"])
+    assert (d / "query.onnx").is_file() and fingerprint(d) == before
+
+    (d / "query.onnx").write_bytes(b"not onnx")  # damaged: its sha256 no longer matches the stamp
+    assert np.allclose(Encoder.load(d).encode(["red fox"]), v1, atol=1e-6)
+    assert (d / "query.onnx").read_bytes() != b"not onnx"
+
+    other = tmp_path / "other"  # other weights in the same folder: the old graph is stale
+    torch.manual_seed(2)
+    save_model(LSTMDSSM(cfg).eval(), vocab, other)
+    shutil.copy(other / "model.safetensors", d / "model.safetensors")
+    v2 = Encoder.load(d).encode(["red fox"])
+    assert np.allclose(v2, Encoder.load(d, runtime="torch").encode(["red fox"]), atol=1e-5)
+    assert not np.allclose(v1, v2, atol=1e-3)
+    assert json.loads((d / STAMP_FILE).read_text())["model_fingerprint"] == fingerprint(d)
+
+    # A folder the ONNX file cannot be written into (a read-only mount; as root, chmod does not stop a
+    # write, so a directory stands where the file would go): the graph is built and kept in memory.
+    (d / "query.onnx").unlink()
+    (d / "query.onnx").mkdir()
+    (d / "query.onnx" / "x").write_text("x")
+    v3 = Encoder.load(d).encode(["red fox"])
+    assert np.allclose(v3, v2, atol=1e-6) and (d / "query.onnx").is_dir()
+    assert "keeping them in memory" in caplog.text

@@ -7,13 +7,13 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.deps import services
 from app.limits import check_filter, check_texts, check_top_k
-from app.schemas import ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
+from app.schemas import RESULT_FIELDS, ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
 from app.search import SearchQuery
 from app.security import require_read
 
@@ -22,35 +22,33 @@ router = APIRouter(tags=["search"], dependencies=[Depends(require_read)])
 _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
 
 
-async def _search(body: SearchRequest, request: Request) -> SearchResponse:
+async def _search(body: SearchRequest, request: Request) -> Response:
     start = time.perf_counter()
     svc = services(request)
     settings = svc.settings
     check_texts([body.query], settings, what="query")
     check_filter(body.filter, settings)
-    top_k = body.top_k
-    if "top_k" in body.model_fields_set:
-        check_top_k(top_k, settings)
-    else:
-        top_k = min(top_k, settings.max_top_k)  # the default never exceeds a lower configured maximum
-    q = SearchQuery(body.query, top_k, body.mode, body.min_score, body.filter or None)
+    # An explicit top_k is checked; the default never exceeds a lower configured maximum.
+    top_k = body.top_k if "top_k" in body.model_fields_set else min(body.top_k, settings.max_top_k)
+    check_top_k(top_k, settings, body.offset)
+    fields = RESULT_FIELDS if body.fields is None else tuple(dict.fromkeys(body.fields))
+    q = SearchQuery(body.query, top_k, body.mode, body.min_score, body.filter or None, body.offset)
     with svc.holder.lease() as backend:
         hits = await svc.searcher.search(backend, q)
-        return SearchResponse(
+        out = SearchResponse(
             query=body.query,
-            results=[
-                SearchResult(id=h.id, score=h.score, dense_score=h.dense_score, title=h.title, text=h.text,
-                             metadata=h.metadata)
-                for h in hits
-            ],
+            results=[SearchResult(id=h.id, score=h.score, **{f: getattr(h, f) for f in fields}) for h in hits],
             took_ms=round((time.perf_counter() - start) * 1000, 3),
             model=backend.model_name,
             index=backend.index_name,
         )
+    # Serialised here, once, by pydantic's Rust serialiser (unset = fields the request left out):
+    # returning the model would have FastAPI validate it again before serialising it.
+    return Response(out.model_dump_json(exclude_unset=True), media_type="application/json")
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
-async def search_post(body: SearchRequest, request: Request) -> SearchResponse:
+async def search_post(body: SearchRequest, request: Request) -> Response:
     """Search the index; results best first. ``score`` ranks, ``dense_score`` is the cosine."""
     return await _search(body, request)
 
@@ -83,12 +81,18 @@ async def search_get(
     top_k: Annotated[str | None, Query(description="Integer, default 10.", pattern=f"^{_JSON_INT.pattern}$")] = None,
     min_score: Annotated[str | None, Query(description="A finite number.", pattern=f"^{_JSON_NUMBER.pattern}$")] = None,
     mode: Annotated[Mode, Query()] = "dense",
-) -> SearchResponse:
-    """The same search from a URL: ``/search?q=glaucoma&top_k=5``."""
+    offset: Annotated[str | None, Query(description="Integer, default 0.", pattern=f"^{_JSON_INT.pattern}$")] = None,
+    fields: Annotated[str | None, Query(description="Comma-separated: of dense_score, title, text, metadata "
+                                                    "(default all; empty: ids and scores only).")] = None,
+) -> Response:
+    """The same search from a URL: ``/search?q=glaucoma&top_k=5&offset=5&fields=title``."""
     k = _url_number("top_k", top_k, integer=True)
     score = _url_number("min_score", min_score, integer=False)
+    skip = _url_number("offset", offset, integer=True)
     try:
-        given = {"query": q, "min_score": score, "mode": mode} | ({} if k is None else {"top_k": k})
+        given = ({"query": q, "min_score": score, "mode": mode} | ({} if k is None else {"top_k": k})
+                 | ({} if skip is None else {"offset": skip})
+                 | ({} if fields is None else {"fields": [f.strip() for f in fields.split(",") if f.strip()]}))
         body = SearchRequest.model_validate(given)
     except ValidationError as e:
         # Report the URL parameter names (q, not the body's "query") under the "query" location.
