@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
                                   timeout_graceful_shutdown=5)
     if a.workers == 1:
         uvicorn.run(make_app(), workers=1, **common)
-    else:  # worker processes import the app factory by name and read the BENCH_* variables
-        uvicorn.run("bench.server:make_app", factory=True, workers=a.workers, **common)
+    else:  # as scripts/serve.py --workers: processes with a socket each, the app factory by name (BENCH_*)
+        from app.workers import run_workers
+
+        host, port = common.pop("host"), common.pop("port")
+        return run_workers(a.workers, host, port, "bench.server:make_app", factory=True, **common)
     return 0
 
 

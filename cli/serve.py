@@ -16,9 +16,11 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from app.logging_setup import configure_logging
 from app.main import create_app
 from app.protocol import guarded_protocol
 from app.settings import Settings
+from app.workers import run_workers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(settings), http=guarded_protocol(settings), **common)
         return 0
     # Worker processes import the app by name and read their settings from the environment: the flags
-    # given here travel as the DSSM_* variables they override (validated above, once).
+    # given here travel as the DSSM_* variables they override (validated above, once). Each process has
+    # its own SO_REUSEPORT socket, so the kernel spreads connections evenly (app/workers.py).
     os.environ.update({f"DSSM_{k.upper()}": _env_value(v) for k, v in overrides.items()})
-    uvicorn.run("app.main:app", workers=args.workers, http="app.protocol:EnvGuardedHttpToolsProtocol", **common)
-    return 0
+    configure_logging(settings.log_format, settings.log_level)
+    host, port = common.pop("host"), common.pop("port")
+    return run_workers(args.workers, host, port, "app.main:app", http="app.protocol:EnvGuardedHttpToolsProtocol",
+                       **common)
 
 
 def _env_value(v: Any) -> str:

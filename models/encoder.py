@@ -70,7 +70,7 @@ class Encoder:
 
     def info(self) -> dict[str, Any]:
         cfg = self.config
-        return {"kind": "lstm-dssm", "lang": cfg.lang, "shared_towers": cfg.shared_towers, "pooling": cfg.pooling,
+        return {"kind": "lstm-dssm", "runtime": self.runtime, "lang": cfg.lang, "shared_towers": cfg.shared_towers, "pooling": cfg.pooling,
                 "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words}
 
     def max_words(self, tower: str) -> int:

@@ -114,3 +114,19 @@ def test_default_top_k_is_capped_by_a_lower_maximum(tiny_model_dir: Path, tiny_i
         assert len(c.post("/search", json={"query": "fever"}).json()["results"]) == 4
         assert len(c.get("/search", params={"q": "fever"}).json()["results"]) == 4
         assert_error(c.post("/search", json={"query": "fever", "top_k": 10}), 422, "top_k_out_of_range")
+
+
+def test_lone_queries_inline_give_the_executor_path_results(tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    """DSSM_INLINE_LONE_QUERIES: a query alone on an idle service is computed on the event loop; the
+    answers (every mode, filters, min_score, pages) are those of the compute thread's path."""
+    bodies = [{"query": q, "top_k": 3 + i % 5, "mode": ["dense", "hybrid"][i % 2], "offset": i % 3,
+               **({"filter": {"aspect": "causes"}} if i % 3 == 0 else {}), **({"min_score": 0.2} if i % 4 == 0 else {})}
+              for i, q in enumerate(QUERIES)]
+    answers = []
+    for inline in (True, False):
+        with TestClient(create_app(make_settings(tiny_model_dir, tiny_index_dir, inline_lone_queries=inline))) as c:
+            assert c.get("/info").json()["service"]["inline_lone_queries"] is inline
+            rs = [c.post("/search", json=b) for b in bodies]
+            assert all(r.status_code == 200 for r in rs)
+            answers.append([[(h["id"], round(h["score"], 5)) for h in r.json()["results"]] for r in rs])
+    assert answers[0] == answers[1] and any(answers[0])

@@ -121,3 +121,47 @@ def test_load_test_script_measures_a_real_server(tmp_path: Path, tiny_model_dir:
     assert {(s["micro_batching"], s["clients"]) for s in summary} == {("on", 1), ("on", 4), ("off", 1), ("off", 4)}
     for s in summary:
         assert s["errors"] == 0 and s["rps"] > 0 and 0 < s["p50_ms"] <= s["p99_ms"] and s["index_size"] == 180
+
+
+def test_serve_workers_share_the_port_and_the_load(
+    tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path, server_factory: list[ServerProcess],
+) -> None:
+    """scripts/serve.py --workers 2: two server processes, each with its own SO_REUSEPORT socket, answer
+    on one port; connections from many clients reach both; flags and DSSM_* settings reach every worker
+    (--max-top-k 5; the header limit: a 431); SIGTERM stops them all."""
+    from bench.process import proc_tree
+
+    srv = start_serve_script(tmp_path, ["--model", str(tiny_model_dir), "--index", str(tiny_index_dir),
+                                        "--workers", "2", "--max-top-k", "5"], max_header_bytes="2048")
+    server_factory.append(srv)
+    srv.wait("/ready", 200, timeout=120)
+    pids: set[int] = set()
+    for i in range(40):  # a fresh connection each: the kernel spreads them over the processes
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            r = c.post("/search", json={"query": f"what causes kalo disease {i}", "top_k": 3})
+            assert r.status_code == 200 and len(r.json()["results"]) == 3
+            pids.add(int(c.get("/info").json()["service"]["pid"]))
+            assert c.post("/search", json={"query": "fever", "top_k": 6}).status_code == 422  # the flag, in each
+    assert len(pids) == 2, pids
+    assert httpx.get(srv.url + "/health", headers={"X-Big": "x" * 4096}).status_code == 431
+    tree = proc_tree(srv.pid)
+    assert len(tree) >= 3  # the supervisor and its two servers
+    assert srv.stop() == 0
+    time.sleep(0.5)
+    assert not [p for p in tree if Path(f"/proc/{p}").exists() and "zombie" not in Path(f"/proc/{p}/status").read_text()]
+
+
+def test_serve_workers_refuse_a_taken_port(tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run([sys.executable, "scripts/serve.py", "--model", str(tiny_model_dir), "--index",
+                              str(tiny_index_dir), "--workers", "2", "--port", str(port)],
+                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr

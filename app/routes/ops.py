@@ -78,6 +78,7 @@ async def info(request: Request) -> InfoResponse:
         index=keep(b.index_info()) if b is not None else None,
         service={
             "version": _version("lstm-dssm-search"),
+            "pid": os.getpid(),  # which server process answered (scripts/serve.py --workers N)
             "loaded_at": b.loaded_at if b is not None else None,
             "limits": {
                 "max_query_chars": settings.max_query_chars, "max_body_bytes": settings.max_body_bytes,
@@ -87,12 +88,14 @@ async def info(request: Request) -> InfoResponse:
                 "body_timeout_s": settings.body_timeout_s, "keep_alive_s": settings.keep_alive_s,
             },
             "micro_batching": settings.micro_batching, "batch_wait_ms": settings.batch_wait_ms,
+            "inline_lone_queries": settings.inline_lone_queries,
             "admin_enabled": settings.api_key is not None,
             "writes_enabled": svc.holder.writes,
             "read_key_required": settings.read_key is not None and bool(settings.read_key.get_secret_value()),
         },
         versions={
             "python": platform.python_version(), "torch": _version("torch"), "faiss": _version("faiss-cpu"),
+            "onnxruntime": _version("onnxruntime"),
             "numpy": _version("numpy"), "fastapi": _version("fastapi"), "uvicorn": _version("uvicorn"),
         },
     )
