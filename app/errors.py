@@ -106,6 +106,10 @@ class ReloadInProgressError(ServiceError):
     """Another reload is running; reloads are serialised."""
 
 
+class ReloadUnsupportedError(ServiceError):
+    """A reload asked of one of several server processes (``--workers N``): it would reload that one only."""
+
+
 class DocumentNotFoundError(ServiceError):
     """GET or DELETE of a document id the index does not hold."""
 
@@ -136,6 +140,7 @@ ERROR_TABLE: dict[type[ServiceError], tuple[int, str]] = {
     AuthInvalidError: (403, "forbidden"),
     ReloadFailedError: (422, "reload_failed"),
     ReloadInProgressError: (409, "reload_in_progress"),
+    ReloadUnsupportedError: (409, "reload_unsupported"),
     DocumentNotFoundError: (404, "document_not_found"),
     IndexNotLiveError: (409, "index_read_only"),
 }

@@ -46,22 +46,31 @@ def _set_threads(settings: Settings) -> None:
         # after the ONNX towers: the same budget as torch's (which the ONNX sessions also take, at load).
         # 2 OpenBLAS threads on 2 busy cores made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
         threadpool_limits(limits=settings.torch_threads, user_api="blas")
+    _set_faiss_threads(settings)
+
+
+def _set_faiss_threads(settings: Settings) -> None:
+    # OpenMP's thread count is per calling thread: a thread made later (the compute pool's) starts from
+    # the process default (one per core) and would run HNSW batches on 2 OpenMP threads that spin after
+    # each search. Two server processes on 2 cores then fought over them: 458 instead of 1,044+ req/s.
+    # So every thread that searches sets it itself (the pools' initializer).
     if settings.faiss_threads:
         import faiss
 
         faiss.omp_set_num_threads(settings.faiss_threads)
 
 
-def _lower_priority(nice: int) -> None:
+def _writer_thread(settings: Settings) -> None:
     """The write thread runs at nice ``DSSM_WRITE_NICE`` (Linux schedules threads: the tid is a process
     id here): on busy cores a document encode then yields the CPU to searches instead of competing."""
     import contextlib
     import os
     import threading
 
+    _set_faiss_threads(settings)
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: normal priority
-        if nice:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        if settings.write_nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), settings.write_nice)
 
 
 @asynccontextmanager
@@ -69,9 +78,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
-    executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute")
-    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_lower_priority,
-                                                   initargs=(settings.write_nice,))
+    executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute",
+                                                     initializer=_set_faiss_threads, initargs=(settings,))
+    writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_writer_thread,
+                                                   initargs=(settings,))
     writes = settings.write_key is not None and bool(settings.write_key.get_secret_value())
     holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader, writes)
     searcher = Searcher(settings, executor, metrics, app.state.search_batch)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
 
     # Micro-batching of concurrent /search calls: queries arriving while a batch runs (or within
     # batch_wait_ms of the first) are encoded and searched together.
+    # Server processes on the port (scripts/serve.py --workers N sets it for each of them): with more than
+    # one, a reload (which one process would receive) is refused, and so is the live index (one writer).
+    workers: int = Field(1, ge=1)
     micro_batching: bool = True
     # A query that arrives when nothing is queued or running is computed on the event loop itself
     # instead of being handed to the compute thread and back (README "Speed and micro-batching").

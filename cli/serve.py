@@ -29,9 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--index", dest="index_dir", help="index folder (DSSM_INDEX_DIR)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes on the port (default 1; README 'Deployment': 2 on 2 cores). Each loads "
-                        "the model; the index files are memory-mapped, so its pages are shared")
+    p.add_argument("--workers", type=int, default=None,
+                   help="server processes on the port (DSSM_WORKERS, default 1; README 'Deployment': 2 on 2 cores "
+                        "for read-only search). Each loads the model; the index files are memory-mapped and shared")
     p.add_argument("--micro-batching", dest="micro_batching", action=argparse.BooleanOptionalAction, default=None,
                    help="gather concurrent /search queries into one batch (DSSM_MICRO_BATCHING, default on)")
     p.add_argument("--batch-wait-ms", type=float, help="extra wait for more queries per batch (DSSM_BATCH_WAIT_MS)")
@@ -54,13 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port", "workers")
     }
+    if args.workers is None:
+        raw = os.environ.get("DSSM_WORKERS", "1")
+        if not raw.strip().isdigit():
+            print(f"error: DSSM_WORKERS must be a positive integer, got {raw!r}", file=sys.stderr)
+            return 2
+        args.workers = int(raw)
     if args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
+    overrides["workers"] = args.workers  # what each process is told (Settings.workers)
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
         print(f"error: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
+    if args.workers > 1 and settings.write_key is not None and settings.write_key.get_secret_value():
+        print("error: --workers > 1 with DSSM_WRITE_KEY: the live index takes writes in one process (each "
+              "process would hold its own view of it); serve it with --workers 1, or writes off", file=sys.stderr)
         return 2
     # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
     # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so

@@ -6,7 +6,8 @@ c(t-1), the output gate sees c(t) (``P = [P_i, P_o, P_f]`` in the ONNX spec) —
 maps onto it weight for weight; only the gate order differs (torch i, f, g, o; ONNX i, o, f, c). With
 ``sequence_lens`` its final state ``Y_h`` is the state at each text's true last word, as in the torch
 tower. Measured on this project's 2-core CPU (medquad queries, 8 words median, H = E = 256, 1 thread):
-one query 0.20 ms here vs 1.29 ms in torch (and 0.47 ms in a NumPy loop); 256 documents 122 vs 155 ms.
+one query 0.20 ms here vs 1.29 ms in torch (and 0.47 ms in a NumPy loop); for batches of 64 texts and
+more torch is as fast or faster (``models/encoder.py`` picks per call).
 
 What stays in NumPy, around the graph: the embedding bag (a word = the sum of its n-gram rows: one
 gather and one ``reduceat``, the table is not copied), the pooling for ``max``/``mean`` models, the

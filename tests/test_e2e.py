@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -132,7 +133,8 @@ def test_serve_workers_share_the_port_and_the_load(
     from bench.process import proc_tree
 
     srv = start_serve_script(tmp_path, ["--model", str(tiny_model_dir), "--index", str(tiny_index_dir),
-                                        "--workers", "2", "--max-top-k", "5"], max_header_bytes="2048")
+                                        "--workers", "2", "--max-top-k", "5"], max_header_bytes="2048",
+                             api_key=API_KEY)
     server_factory.append(srv)
     srv.wait("/ready", 200, timeout=120)
     pids: set[int] = set()
@@ -144,6 +146,9 @@ def test_serve_workers_share_the_port_and_the_load(
             assert c.post("/search", json={"query": "fever", "top_k": 6}).status_code == 422  # the flag, in each
     assert len(pids) == 2, pids
     assert httpx.get(srv.url + "/health", headers={"X-Big": "x" * 4096}).status_code == 431
+    # A reload would reach one process of the two: refused, saying what to do instead.
+    r = httpx.post(srv.url + "/admin/reload", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 409 and r.json()["error"]["type"] == "reload_unsupported", r.text
     tree = proc_tree(srv.pid)
     assert len(tree) >= 3  # the supervisor and its two servers
     assert srv.stop() == 0
@@ -165,3 +170,9 @@ def test_serve_workers_refuse_a_taken_port(tmp_path: Path, tiny_model_dir: Path,
                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
+    # The live index has one writer: several processes with writes on are refused before anything starts.
+    out = subprocess.run([sys.executable, "scripts/serve.py", "--model", str(tiny_model_dir), "--index",
+                          str(tiny_index_dir), "--workers", "2"], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent,
+                         env={**os.environ, "DSSM_WRITE_KEY": "k" * 32})
+    assert out.returncode == 2 and "DSSM_WRITE_KEY" in out.stderr and "Traceback" not in out.stderr

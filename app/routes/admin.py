@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 
 from app.bodies import read_body
 from app.deps import services
-from app.errors import ServiceError
+from app.errors import ReloadUnsupportedError, ServiceError
 from app.schemas import CompactResponse, ErrorResponse, ReloadRequest, ReloadResponse
 from app.security import require_admin
 
@@ -41,6 +41,10 @@ async def reload(request: Request) -> ReloadResponse:
     svc = services(request)
     holder, metrics = svc.holder, svc.metrics
     body = await _reload_body(request)
+    if svc.settings.workers > 1:
+        raise ReloadUnsupportedError(
+            f"this is one of {svc.settings.workers} server processes (scripts/serve.py --workers): a reload would "
+            "reach this one only; restart the service, or run one process per replica and reload each")
     try:
         new, old = await holder.reload(
             Path(body.model_dir) if body.model_dir else None, Path(body.index_dir) if body.index_dir else None
