@@ -424,6 +424,15 @@ def test_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'http_requests_total{handler="/search",method="POST",status="2xx"}' in text
     assert "http_request_duration_seconds_bucket" in text
+    # Labels stay bounded: a route's template, "none" for no route, "other" for an invented method.
+    client.get("/no/such/path/12345")
+    client.request("BREW", "/search")
+    client.get("/documents/some-id-42")
+    text = client.get("/metrics").text
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"}' in text
+    assert 'method="other"' in text and "BREW" not in text and "12345" not in text
+    assert 'handler="/documents/{doc_id:path}"' in text and "some-id-42" not in text
+    assert 'handler="/metrics"' not in text
     assert 'dssm_encode_seconds_count{tower="query"}' in text
     assert 'dssm_encode_seconds_count{tower="document"}' in text
     assert 'dssm_search_seconds_count{mode="dense"}' in text

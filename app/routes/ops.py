@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness, and what is being served (``/metrics`` is added by the instrumentator)."""
+"""Operations: liveness, readiness, and what is being served (``/metrics`` is added with the metrics, ``app/metrics.py``)."""
 
 from __future__ import annotations
 
