@@ -64,7 +64,8 @@ class SearchRequest(_Request):
     top_k: int = Field(10, ge=1, description="Number of results (1..max_top_k, default limit 100).")
     offset: int = Field(0, ge=0, description=(
         "Skip this many results (paging: page p of size k is offset (p-1)·k, top_k k). offset + top_k is "
-        "at most max_top_k; pages are disjoint slices of one ranking, approximate indexes included."))
+        "at most max_top_k; pages within the first 100 results are disjoint slices of one ranking, "
+        "approximate indexes included."))
     # allow_inf_nan=False: NaN would silently match nothing and ±Infinity everything or nothing (422).
     min_score: float | None = Field(None, allow_inf_nan=False,
                                     description="Drop results whose cosine (dense_score) is below this.")

@@ -8,7 +8,8 @@ the processes by a hash of their addresses (Linux ≥ 3.9), as nginx's ``reusepo
 
 The supervisor starts ``n`` processes (spawned: nothing of the parent's state is inherited), forwards
 SIGTERM/SIGINT to them (each shuts down gracefully as one uvicorn server does), and restarts a process
-that dies on its own, at most once a second.
+that dies on its own, at most once a second; five that die within 10 s of their start in a row stop the
+service (exit 1) instead of a restart loop.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from typing import Any
 log = logging.getLogger("app.workers")
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
+def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
     """A listening TCP socket on (host, port) that other sockets of this user may share (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -42,45 +44,62 @@ def _serve(host: str, port: int, app: str, config: dict[str, Any]) -> None:
     uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
 
 
+QUICK_EXIT_S = 10.0  # a process that exits this soon after its start failed to start
+MAX_QUICK_EXITS = 5  # in a row: then the service stops instead of restarting forever
+
+
 def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     """Serve ``app`` (an import string, e.g. ``"app.main:app"``, read by every process) from ``n``
     processes until SIGTERM/SIGINT; ``config``: further ``uvicorn.Config`` arguments. Returns 0, or 1 when
-    the port cannot be bound (the message says why)."""
-    try:  # fail here, clearly, rather than in n processes: the port is free, or shared by our processes
-        reuseport_socket(host, port).close()
+    the port cannot be bound or the processes keep failing at start (the message says why)."""
+    try:
+        # Without SO_REUSEPORT: a server still listening there (even an earlier one of ours) makes this
+        # fail, instead of the kernel silently splitting connections between the two.
+        reuseport_socket(host, port, reuse_port=False).close()
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", host, port, e)
         return 1
     ctx = multiprocessing.get_context("spawn")
-    procs: list[multiprocessing.process.BaseProcess] = []
+    procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
     stopping = False
 
-    def start() -> multiprocessing.process.BaseProcess:
+    def start() -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(target=_serve, args=(host, port, app, config), name="dssm-server", daemon=False)
         p.start()
-        return p
+        return p, time.monotonic()
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for p in procs:
+        for p, _ in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM: uvicorn's graceful shutdown in that process
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
     try:
         procs += [start() for _ in range(n)]
-        last_restart = 0.0
+        quick = 0
         while not stopping:
             time.sleep(0.2)
-            for i, p in enumerate(procs):
-                if not p.is_alive() and not stopping:
-                    wait = max(0.0, 1.0 - (time.monotonic() - last_restart))
-                    log.warning("server process %s exited (%s); restarting in %.1f s", p.pid, p.exitcode, wait)
-                    time.sleep(wait)
-                    last_restart = time.monotonic()
-                    procs[i] = start()
-        for p in procs:
+            for i, (p, started) in enumerate(procs):
+                if p.is_alive() or stopping:
+                    continue
+                quick = quick + 1 if time.monotonic() - started < QUICK_EXIT_S else 0
+                if quick >= MAX_QUICK_EXITS:
+                    log.error("server processes keep exiting at start (%d in a row; last exit code %s): stopping",
+                              quick, p.exitcode)
+                    code = 1
+                    stop(signal.SIGTERM, None)
+                    break
+                log.warning("server process %s exited (%s); restarting in 1 s", p.pid, p.exitcode)
+                time.sleep(1.0)
+                if stopping:  # a signal came during the wait: start nothing more
+                    break
+                procs[i] = start()
+                if stopping:  # ... or during the start: this one did not get it
+                    procs[i][0].terminate()
+        for p, _ in procs:
             p.join(timeout=30)
             if p.is_alive():
                 p.kill()
@@ -88,4 +107,4 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    return 0
+    return code

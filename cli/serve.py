@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.workers is None:
         raw = os.environ.get("DSSM_WORKERS", "1")
-        if not raw.strip().isdigit():
+        if not (raw.strip().isascii() and raw.strip().isdigit()):
             print(f"error: DSSM_WORKERS must be a positive integer, got {raw!r}", file=sys.stderr)
             return 2
         args.workers = int(raw)

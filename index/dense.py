@@ -200,6 +200,9 @@ class DenseIndex:
         self.vectors = np.asarray(vectors)
         self.n, self.dim = vectors.shape
         self.kind = _kind(index)
+        # FAISS's scores are the exact inner products only for a plain flat index (not under a PCA/OPQ
+        # pre-transform, not quantised): others are rescored with the exact vectors.
+        self._exact_scores = isinstance(index, faiss.IndexFlat)
         self.search_params = dict(search_params)
         if self.kind == "other" and search_params:
             # No per-call parameters for this type: set them once (loading is single-threaded).
@@ -288,8 +291,10 @@ class DenseIndex:
         start = self.n
         self.vectors = np.concatenate([np.asarray(self.vectors, dtype=np.float32), v])
         if v.shape[0]:
-            if not self._owned:  # a loaded index is a read-only memory map: take a copy of our own first
-                self.index, self._owned = faiss.clone_index(self.index), True
+            if not self._owned:
+                # A loaded index is a read-only memory map, and clone_index keeps viewing it (FAISS
+                # aborts the process on an add): a round trip through bytes owns every array.
+                self.index, self._owned = faiss.deserialize_index(faiss.serialize_index(self.index)), True
             self.index.add(v)
         self.n = int(self.vectors.shape[0])
         return np.arange(start, self.n, dtype=np.int64)
@@ -324,8 +329,8 @@ class DenseIndex:
                     short.append(qi)
                     continue
                 # A flat index scores with the exact vectors already; other types may hold lossy codes
-                # (SQ, PQ), so their candidates are rescored with the exact vectors.
-                scores = d[found] if self.kind == "flat" else self.cosines(q[qi], row)
+                # (SQ, PQ) or search a transformed space (PCA), so their candidates are rescored.
+                scores = d[found] if self._exact_scores else self.cosines(q[qi], row)
                 results[qi] = _top(row, scores, kk)
             todo = np.asarray(short, dtype=np.int64)  # (n_short,)
             scale *= 4

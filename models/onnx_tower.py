@@ -98,6 +98,9 @@ class OnnxTower:
         so.intra_op_num_threads = threads  # the service's compute budget (DSSM_TORCH_THREADS)
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # No spinning after a run: with 2 threads (an index build) spinning pool threads took the cores
+        # that FAISS and other processes needed, as FAISS's OpenMP threads did (app/main.py).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's concern
         src = str(graph) if isinstance(graph, Path) else graph
         self.session = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])

@@ -149,6 +149,8 @@ def test_serve_workers_share_the_port_and_the_load(
     # A reload would reach one process of the two: refused, saying what to do instead.
     r = httpx.post(srv.url + "/admin/reload", headers={"Authorization": f"Bearer {API_KEY}"})
     assert r.status_code == 409 and r.json()["error"]["type"] == "reload_unsupported", r.text
+    r = httpx.post(srv.url + "/admin/compact", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 409 and "compaction" in r.json()["error"]["message"], r.text
     tree = proc_tree(srv.pid)
     assert len(tree) >= 3  # the supervisor and its two servers
     assert srv.stop() == 0

@@ -547,3 +547,42 @@ def test_round_trip_on_a_real_slice(tiny_model_dir, tmp_path, encoder):
             check_topk(hits, ref, 10)
         got = idx.documents([d["_id"] for d in docs])
         assert [(h.id, h.title, h.text) for h in got] == [(d["_id"], d.get("title") or "", d["text"]) for d in docs]
+
+
+def test_loaded_dense_index_scores_exactly_and_takes_adds(tmp_path):
+    """A loaded (read-only memory-mapped) FAISS index: scores are exact cosines for every type, a
+    pre-transform (PCA) included, and an add copies the index instead of writing into the file's map
+    (FAISS aborts the process on that; run in a child process so a regression fails, not crashes)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import faiss, numpy as np
+        from pathlib import Path
+        from index.dense import DenseIndex, FAISS_FILE, VECTORS_FILE
+        rng = np.random.default_rng(0)
+        v = rng.standard_normal((300, 16)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        for i, factory in enumerate(["Flat", "PCA8,Flat", "HNSW8", "IVF4,Flat"]):
+            d = Path({str(tmp_path)!r}) / str(i)
+            d.mkdir()
+            idx = faiss.index_factory(16, factory, faiss.METRIC_INNER_PRODUCT)
+            idx.train(v)
+            idx.add(v)
+            faiss.write_index(idx, str(d / FAISS_FILE))
+            np.save(d / VECTORS_FILE, v)
+            di = DenseIndex.load(d, 16, 300, {{}})
+            (rows, scores), = di.search(v[7:8], 5)
+            assert 7 in rows.tolist(), (factory, rows)
+            exact = v[rows] @ v[7]
+            assert np.allclose(scores, exact, atol=1e-5), (factory, scores, exact)
+            new = di.add(v[:3] * -1)
+            assert new.tolist() == [300, 301, 302] and di.count == 303
+            (rows, scores), = di.search(-v[1:2], 1)
+            assert scores[0] > 0.999, (factory, rows, scores)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

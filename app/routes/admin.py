@@ -67,6 +67,10 @@ async def compact(request: Request) -> CompactResponse:
     """Fold the growing segment and the deletions into a new sealed FAISS segment, atomically, while
     searches and writes go on (on a thread of its own); 409 when the index is not live."""
     svc = services(request)
+    if svc.settings.workers > 1:  # the other processes would keep serving segments this one replaced
+        raise ReloadUnsupportedError(
+            f"this is one of {svc.settings.workers} server processes (scripts/serve.py --workers): compaction "
+            "would change the index under the others; run dssm-compact offline, or serve it with --workers 1")
     with svc.holder.write_lease() as backend:  # a reload waits for it; it never blocks searches
         live = backend.live
         with backend.pinned():
