@@ -9,9 +9,14 @@ from .errors import BatchTooLargeError, FilterTooLargeError, InputTooLongError, 
 from .settings import Settings
 
 
+def check_batch(n: int, settings: Settings, what: str, unit: str = "items") -> None:
+    """At most ``max_batch`` texts, documents or ids in one request (413)."""
+    if n > settings.max_batch:
+        raise BatchTooLargeError(f"{what} has {n} {unit}; the limit is {settings.max_batch} per request")
+
+
 def check_texts(texts: Sequence[str], settings: Settings, what: str = "input") -> None:
-    if len(texts) > settings.max_batch:
-        raise BatchTooLargeError(f"{what} has {len(texts)} texts; the limit is {settings.max_batch} per request")
+    check_batch(len(texts), settings, what, "texts")
     for i, t in enumerate(texts):
         if len(t) > settings.max_query_chars:
             where = what if len(texts) == 1 else f"{what}[{i}]"

@@ -122,14 +122,14 @@ def create_app(
     for r in (search.router, embed.router, documents.router, ops.router, admin.router, ui.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Middleware runs outermost-last-added: request id → CORS → metrics → body limit → routes.
+    # Middleware runs outermost-last-added: request id, access log and HTTP metrics → CORS → body limit → routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
                        on_disconnect=metrics.client_disconnects.inc)
     metrics.instrument(app)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
     return app
 
 

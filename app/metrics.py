@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP counts and latencies (one small ASGI middleware) plus the model's own timings.
+"""Prometheus metrics: HTTP counts and latencies (recorded by the request middleware) plus the model's own timings.
 
 Each app gets its own registry, so several apps in one process (tests, a reload) never collide on
 metric names in the global default registry.
@@ -12,8 +12,6 @@ without it 2 processes served 1,630-1,749 instead of 1,407-1,439 req/s at 8 clie
 
 from __future__ import annotations
 
-import time
-
 from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,7 +21,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -57,7 +55,8 @@ class ServiceMetrics:
                                       ["handler", "method"], buckets=_FAST, registry=r)
 
     def instrument(self, app: FastAPI) -> None:
-        """Record every request but /metrics's, and serve ``GET /metrics`` (Prometheus text)."""
+        """Serve ``GET /metrics`` (Prometheus text). Requests are recorded by ``observe_request``, which
+        ``app.middleware.RequestContextMiddleware`` calls once per request with its status and time."""
         registry = self.registry
 
         @app.get("/metrics", tags=["operations"], response_class=Response,
@@ -65,39 +64,17 @@ class ServiceMetrics:
         def metrics() -> Response:
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-        app.add_middleware(HttpMetricsMiddleware, metrics=self)
+    def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
+        """One finished HTTP request (not /metrics's own). The router has put the matched route in the
+        scope: its template keeps the label set bounded (/documents/{doc_id}, not one series per id)."""
+        if scope.get("path") == "/metrics":
+            return
+        handler = getattr(scope.get("route"), "path", None) or "none"
+        method = scope.get("method", "")
+        method = method if method in _METHODS else "other"
+        self.http_requests.labels(handler, method, f"{status // 100}xx").inc()
+        self.http_seconds.labels(handler, method).observe(seconds)
 
 
 # Method labels from a fixed set: a client inventing methods must not invent label values (series).
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
-
-
-class HttpMetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") == "/metrics":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            # The router puts the matched route in the scope; its template keeps the label set bounded
-            # (/documents/{doc_id}, not one series per id).
-            route = scope.get("route")
-            handler = getattr(route, "path", None) or "none"
-            method = scope.get("method", "")
-            method = method if method in _METHODS else "other"
-            self.metrics.http_requests.labels(handler, method, f"{status // 100}xx").inc()
-            self.metrics.http_seconds.labels(handler, method).observe(time.perf_counter() - start)

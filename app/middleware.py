@@ -39,10 +39,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class RequestContextMiddleware:
-    """Takes ``X-Request-ID`` from the client (if sane) or makes one; echoes it; logs one line per request."""
+    """Takes ``X-Request-ID`` from the client (if sane) or makes one; echoes it; logs one line per request
+    and hands its status and duration to ``observe`` (the HTTP metrics), so one wrapper does both."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: Callable[[Scope, int, float], None] | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,9 +67,12 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - start
+            if self.observe is not None:
+                self.observe(scope, status, seconds)
             path = scope.get("path", "")
             if path not in _NO_ACCESS_LOG or status >= 400:
-                ms = (time.perf_counter() - start) * 1000
+                ms = seconds * 1000
                 log.info("%s %s %d %.1fms", scope.get("method"), path, status, ms,
                          extra={"method": scope.get("method"), "path": path, "status": status, "ms": round(ms, 2)})
             request_id_var.reset(token)

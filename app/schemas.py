@@ -34,6 +34,17 @@ def _utf8(v: str) -> str:
     return v
 
 
+def _check_fields(v: dict[str, Any], what: str) -> dict[str, Any]:
+    """Field names and string values valid Unicode, numbers finite (a filter, a document's metadata)."""
+    for key, value in v.items():
+        _utf8(key)
+        if isinstance(value, str):
+            _utf8(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{what} value for {key!r} must be a finite number, got {value}")
+    return v
+
+
 def _not_blank(v: str) -> str:
     if not v.strip():
         raise ValueError("must not be empty or whitespace only")
@@ -84,13 +95,7 @@ class SearchRequest(_Request):
     @field_validator("filter")
     @classmethod
     def _check_filter(cls, v: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
-        for key, value in (v or {}).items():
-            _utf8(key)
-            if isinstance(value, str):
-                _utf8(value)
-            elif isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"value of {key!r} must be a finite number, got {value}")
-        return v
+        return None if v is None else _check_fields(v, "filter")
 
 
 class SearchResult(BaseModel):
@@ -245,13 +250,7 @@ def check_id(v: object) -> str:
 
 
 def _check_metadata(v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-    for key, value in v.items():
-        _utf8(key)
-        if isinstance(value, str):
-            _utf8(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"metadata value for {key!r} must be a finite number")
-    return v
+    return _check_fields(v, "metadata")
 
 
 class DocumentBody(_Request):

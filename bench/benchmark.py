@@ -175,7 +175,8 @@ def in_process_ms(system: str, model: Path, index: Path, queries: list[str], n: 
     import torch
     from threadpoolctl import threadpool_limits
 
-    from app.schemas import SearchResponse, SearchResult
+    from app.routes.search import response_json
+    from app.schemas import RESULT_FIELDS
     from bench.encoders import load_encoder
     from index import SearchIndex
 
@@ -192,10 +193,7 @@ def in_process_ms(system: str, model: Path, index: Path, queries: list[str], n: 
                     else:
                         v = enc.encode([q], tower="query")
                         hits = (idx.search_hybrid([q], v, 10) if system == "hybrid" else idx.search(v, 10))[0]
-                    return SearchResponse(query=q, results=[
-                        SearchResult(id=h.id, score=h.score, dense_score=h.dense_score, title=h.title, text=h.text,
-                                     metadata=h.metadata) for h in hits], took_ms=0.0, model="", index="",
-                    ).model_dump_json().encode()
+                    return response_json(q, hits, RESULT_FIELDS, 0.0, enc.name, idx.path.name).encode()
 
                 for q in queries[:20]:
                     one(q)  # warm-up

@@ -75,22 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--torch-threads", type=int, default=1)  # the service's default
     p.add_argument("--faiss-threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--workers", type=int, default=1, help="server processes, a socket each (app/workers.py)")
     a = p.parse_args(argv)
 
     import uvicorn
 
     os.environ.update({"BENCH_SYSTEM": a.system, "BENCH_MODEL": a.model, "BENCH_INDEX": a.index,
                        "BENCH_TORCH_THREADS": str(a.torch_threads), "BENCH_FAISS_THREADS": str(a.faiss_threads)})
-    common: dict[str, Any] = dict(host=a.host, port=a.port, access_log=False, log_level="warning",
-                                  timeout_graceful_shutdown=5)
+    common: dict[str, Any] = dict(access_log=False, log_level="warning", timeout_graceful_shutdown=5)
     if a.workers == 1:
-        uvicorn.run(make_app(), workers=1, **common)
+        uvicorn.run(make_app(), host=a.host, port=a.port, workers=1, **common)
     else:  # as scripts/serve.py --workers: processes with a socket each, the app factory by name (BENCH_*)
         from app.workers import run_workers
 
-        host, port = common.pop("host"), common.pop("port")
-        return run_workers(a.workers, host, port, "bench.server:make_app", factory=True, **common)
+        return run_workers(a.workers, a.host, a.port, "bench.server:make_app", factory=True, **common)
     return 0
 
 

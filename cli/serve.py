@@ -51,43 +51,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides: dict[str, Any] = {
-        k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port", "workers")
-    }
-    if args.workers is None:
-        raw = os.environ.get("DSSM_WORKERS", "1")
-        if not (raw.strip().isascii() and raw.strip().isdigit()):
-            print(f"error: DSSM_WORKERS must be a positive integer, got {raw!r}", file=sys.stderr)
-            return 2
-        args.workers = int(raw)
-    if args.workers < 1:
-        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
-    overrides["workers"] = args.workers  # what each process is told (Settings.workers)
+    # --workers is Settings.workers (DSSM_WORKERS): validated with the rest, and told to every process.
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if v is not None and k not in ("host", "port")}
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
         print(f"error: invalid configuration:\n{e}", file=sys.stderr)
         return 2
-    if args.workers > 1 and settings.write_key is not None and settings.write_key.get_secret_value():
+    workers = settings.workers
+    if workers > 1 and settings.write_key is not None and settings.write_key.get_secret_value():
         print("error: --workers > 1 with DSSM_WRITE_KEY: the live index takes writes in one process (each "
               "process would hold its own view of it); serve it with --workers 1, or writes off", file=sys.stderr)
         return 2
     # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
     # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so
     # one slow or oversized client cannot stall the others even without a proxy in front.
-    common: dict[str, Any] = dict(host=args.host, port=args.port, access_log=False, log_level=settings.log_level.lower(),
-                                  timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
-    if args.workers == 1:
-        uvicorn.run(create_app(settings), http=guarded_protocol(settings), **common)
+    common: dict[str, Any] = dict(access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10,
+                                  timeout_keep_alive=settings.keep_alive_s)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, http=guarded_protocol(settings), **common)
         return 0
     # Worker processes import the app by name and read their settings from the environment: the flags
     # given here travel as the DSSM_* variables they override (validated above, once). Each process has
     # its own SO_REUSEPORT socket, so the kernel spreads connections evenly (app/workers.py).
     os.environ.update({f"DSSM_{k.upper()}": _env_value(v) for k, v in overrides.items()})
     configure_logging(settings.log_format, settings.log_level)
-    host, port = common.pop("host"), common.pop("port")
-    return run_workers(args.workers, host, port, "app.main:app", http="app.protocol:EnvGuardedHttpToolsProtocol",
+    return run_workers(workers, args.host, args.port, "app.main:app", http="app.protocol:EnvGuardedHttpToolsProtocol",
                        **common)
 
 

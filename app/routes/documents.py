@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from app.bodies import documented, read_body
 from app.deps import services
-from app.errors import BatchTooLargeError, DocumentNotFoundError, InvalidInputError
+from app.errors import DocumentNotFoundError, InvalidInputError
+from app.limits import check_batch
 from app.schemas import (
     DeleteBatchResponse,
     DeleteRequest,
@@ -74,9 +75,7 @@ async def put_document(doc_id: DocId, request: Request, response: Response) -> U
 async def post_documents(request: Request) -> UpsertBatchResponse:
     """Upsert up to ``max_batch`` documents in one transaction: all of them or none."""
     body = await read_body(request, UpsertBatchRequest)
-    limit = services(request).settings.max_batch
-    if len(body.documents) > limit:
-        raise BatchTooLargeError(f"documents has {len(body.documents)} items; the limit is {limit} per request")
+    check_batch(len(body.documents), services(request).settings, "documents")
     seen: set[str] = set()
     for d in body.documents:
         if d.id in seen:
@@ -116,9 +115,7 @@ async def delete_document(doc_id: DocId, request: Request) -> DeleteResponse:
 async def delete_documents(request: Request) -> DeleteBatchResponse:
     """Delete several documents in one transaction; answers how many existed."""
     body = await read_body(request, DeleteRequest)
-    limit = services(request).settings.max_batch
-    if len(body.ids) > limit:
-        raise BatchTooLargeError(f"ids has {len(body.ids)} items; the limit is {limit} per request")
+    check_batch(len(body.ids), services(request).settings, "ids")
     applied = await _write(request, lambda idx: idx.delete(body.ids))
     return DeleteBatchResponse(deleted=applied.deleted, seq=applied.seq)
 

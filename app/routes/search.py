@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -16,6 +17,7 @@ from app.limits import check_filter, check_texts, check_top_k
 from app.schemas import RESULT_FIELDS, ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
 from app.search import SearchQuery
 from app.security import require_read
+from index import Hit
 
 router = APIRouter(tags=["search"], dependencies=[Depends(require_read)])
 
@@ -35,16 +37,20 @@ async def _search(body: SearchRequest, request: Request) -> Response:
     q = SearchQuery(body.query, top_k, body.mode, body.min_score, body.filter or None, body.offset)
     with svc.holder.lease() as backend:
         hits = await svc.searcher.search(backend, q)
-        out = SearchResponse(
-            query=body.query,
-            results=[SearchResult(id=h.id, score=h.score, **{f: getattr(h, f) for f in fields}) for h in hits],
-            took_ms=round((time.perf_counter() - start) * 1000, 3),
-            model=backend.model_name,
-            index=backend.index_name,
-        )
-    # Serialised here, once, by pydantic's Rust serialiser (unset = fields the request left out):
-    # returning the model would have FastAPI validate it again before serialising it.
-    return Response(out.model_dump_json(exclude_unset=True), media_type="application/json")
+        took_ms = round((time.perf_counter() - start) * 1000, 3)
+        return Response(response_json(body.query, hits, fields, took_ms, backend.model_name, backend.index_name),
+                        media_type="application/json")
+
+
+def response_json(query: str, hits: Sequence[Hit], fields: Sequence[str], took_ms: float, model: str,
+                  index: str) -> str:
+    """The /search answer, serialised once by pydantic's Rust serialiser (unset = the fields the request
+    left out): returning the model would have FastAPI validate it again before serialising it."""
+    return SearchResponse(
+        query=query,
+        results=[SearchResult(id=h.id, score=h.score, **{f: getattr(h, f) for f in fields}) for h in hits],
+        took_ms=took_ms, model=model, index=index,
+    ).model_dump_json(exclude_unset=True)
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
