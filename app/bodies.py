@@ -1,7 +1,7 @@
-"""Request bodies read *after* authentication, for the routes behind a key (the write routes): a client
-without the key gets 401/403 whatever it sends, never a parse error that shows the body was read
-(the same order as ``POST /admin/reload``, app/routes/admin.py). Errors take the common path of
-app/errors.py: not JSON 400, a wrong Content-Type 415, a bad field 422 naming it."""
+"""Request bodies read by the route itself, *after* authentication: a client without the key gets 401/403
+whatever it sends, never a parse error that shows the body was read (the same order as ``POST
+/admin/reload``, app/routes/admin.py). Errors take the common path of app/errors.py: a wrong Content-Type
+415, not JSON (or nested past the parser's limit) 400, no body or a bad field 422 naming it."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ async def read_body(request: Request, model: type[M]) -> M:
     if ctype is not None and not is_json_content_type(ctype.encode("latin-1")):
         raise UnsupportedMediaTypeError(
             f"Content-Type {ctype[:100]!r} is not supported; send the body as application/json")
+    if not raw:  # no body at all is a missing body, as FastAPI reports one it parses (not a JSON error)
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nesting too deep
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
                                        "input": {}, "ctx": {"error": str(e)}}]) from e
     try:

@@ -49,6 +49,13 @@ W_STEPS = np.linspace(0.0, 1.0, 21)  # the weights an adaptive fit is scored at 
 #   qlen     log(1 + number of lexical terms): long, multi-question messages are unlike training queries
 #   known    share of the query's terms that occur in the corpus (what BM25 can match at all)
 FEATURES = ("top1", "margin", "overlap", "qlen", "known")
+# The features a model's own fusion may use. Its fit contrasts dev queries with probe queries
+# (index/probes.py), and a probe's length (one 6-40 word sentence) and its known share (its words are the
+# corpus's own: always 1) are set by how probes are made, not by how unfamiliar the query is: with them the
+# fit learns "long = probe = BM25", so a short query of an unseen domain got the dense side (medquad model
+# on the stdlib demo's dev queries: 0.421 with them, 0.448 without, BM25 0.428; mediqa_qa dev 0.504 →
+# 0.541). The three left describe the candidates, whatever made the query.
+PROBE_FEATURES = ("top1", "margin", "overlap")
 CV_FOLDS = 5
 CV_MARGIN = 0.002  # adaptive must beat the best constant by this much (cross-validated NDCG@10)
 L2 = 0.002  # pull of the coefficients towards 0 (= the constant weight), per unit of squared coefficient
@@ -293,12 +300,14 @@ def _cv(table: np.ndarray, z: np.ndarray, folds: np.ndarray, adaptive: bool,
     return float(total / scored) if scored > 0 else -1.0
 
 
-def _standardise(raw: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, list[str], dict[str, float], dict[str, float]]:
-    """(z, features kept, mean, std): (weighted) standardisation; a feature constant here says nothing."""
+def _standardise(raw: np.ndarray, weights: np.ndarray | None = None, names: Sequence[str] = FEATURES
+                 ) -> tuple[np.ndarray, list[str], dict[str, float], dict[str, float]]:
+    """(z, features kept, mean, std): (weighted) standardisation of the ``names`` columns of ``raw``
+    (n, len(FEATURES)); a feature constant here says nothing."""
     p = np.full(len(raw), 1.0 / max(len(raw), 1)) if weights is None else weights / weights.sum()
     mean = p @ raw
     std = np.sqrt(p @ (raw - mean) ** 2)
-    usable = std > 1e-9
+    usable = (std > 1e-9) & np.array([f in names for f in FEATURES])
     feats = [f for f, u in zip(FEATURES, usable, strict=True) if u]
     z = (raw[:, usable] - mean[usable]) / std[usable]
     return (z, feats, {f: float(m) for f, m in zip(feats, mean[usable], strict=True)},
@@ -321,7 +330,8 @@ def choose_model_fusion(
     documents (index/probes.py: text unlike the training questions, where BM25 is strong). Their
     features differ the way real drifted queries differ (measured: lower top-1 cosine, margin and
     overlap), so the weight learns to fall back on BM25 when a query is unlike what the model knows;
-    on dev alone there is nothing to learn that from. Falls back to :func:`choose_fusion` on the dev
+    on dev alone there is nothing to learn that from. Only :data:`PROBE_FEATURES` are used: the others
+    tell probes from dev queries by how probes are made. Falls back to :func:`choose_fusion` on the dev
     queries when the adaptive weight does not beat a constant one (cross-validated on the mixture).
     """
     on_dev = choose_fusion(dev, dev_qids, qrels, doc_ids, depth)
@@ -330,7 +340,7 @@ def choose_model_fusion(
     cands = list(dev) + list(probes)
     rels = [qrels[q] for q in dev_qids] + list(probe_rels)
     weights = np.concatenate([np.full(len(dev), 0.5 / len(dev)), np.full(len(probes), 0.5 / len(probes))])
-    z, feats, mean, std = _standardise(_raw_features(cands), weights)
+    z, feats, mean, std = _standardise(_raw_features(cands), weights, PROBE_FEATURES)
     folds = np.concatenate([_folds(dev_qids), _folds([f"probe:{i}" for i in range(len(probes))])])
     best: dict[str, Any] | None = None
     for base, k in (("weighted", 60.0), ("rrf", 10.0)):

@@ -128,6 +128,12 @@ def test_put_with_bad_id_or_body(client: TestClient) -> None:
     assert client.put("/documents/ok", json={"title": "t"}, headers=W).status_code == 422
     assert client.put("/documents/ok", json={"text": "a", "extra": 1}, headers=W).status_code == 422
     assert client.get("/documents/" + "y" * 513).status_code == 422
+    # A body nested deeper than the JSON parser's recursion limit, and no body at all: a clear 4xx.
+    deep = b"[" * 50_000 + b"]" * 50_000
+    r = client.put("/documents/ok", content=deep, headers={**W, "content-type": "application/json"})
+    assert r.status_code == 400 and err(r) == "invalid_json"
+    r = client.post("/documents", content=b"", headers={**W, "content-type": "application/json"})
+    assert r.status_code == 422 and err(r) == "validation_error"
 
 
 def test_keys(client: TestClient, tiny_model_dir: Path, live_index: Path) -> None:

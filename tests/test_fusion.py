@@ -14,11 +14,13 @@ from index import SearchIndex, build_index
 from index.build import fit_model_fusion
 from index.fusion import (
     FEATURES,
+    PROBE_FEATURES,
     W_STEPS,
     Candidates,
     adaptive_weight,
     check_fusion,
     choose_fusion,
+    choose_model_fusion,
     fit_adaptive,
     fuse,
     query_features,
@@ -118,6 +120,26 @@ def test_choose_fusion_adopts_adaptive_only_when_it_generalises():
     same = [c for c, q in zip(cands, qids, strict=True) if int(q[1:]) % 2 == 0]
     f2 = choose_fusion(same, [q for q in qids if int(q[1:]) % 2 == 0], qrels, ids)
     assert not f2["adaptive_adopted"] and f2["method"] in ("rrf", "weighted")
+
+
+def test_model_fusion_ignores_what_probes_have_by_construction():
+    """Probes are long and every word of theirs is known (index/probes.py): a fit allowed to use qlen or
+    known would learn "long = probe = BM25" and send short queries of an unseen domain to the dense side."""
+    rng = np.random.default_rng(0)
+    cands, qids, qrels, ids = _population(rng, 200)
+    dev = [Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=4, known=0.8) for c in cands]
+    probes, prels = [], []
+    for c, q in zip(cands, qids, strict=True):  # the disagreeing half: BM25 right, dense wrong, long
+        if int(q[1:]) % 2:
+            probes.append(Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=20, known=1.0))
+            prels.append(qrels[q])
+    f = choose_model_fusion(dev, qids, qrels, probes, prels, ids)
+    assert f["method"] == "adaptive" and f["chosen_on"] == "dev+probes"
+    assert not {"qlen", "known"} & set(f["coef"]) and set(f["coef"]) <= set(PROBE_FEATURES)
+    assert f["coef"]["overlap"] > 0
+    # A short query whose sides disagree (like the probes in all but length) leans on BM25.
+    short = Candidates(probes[0].dense, probes[0].lexical, probes[0].bm25, probes[0].cos, qlen=4, known=0.8)
+    assert adaptive_weight(f, query_features(short)) < 0.5
 
 
 def test_probes_are_sentences_of_their_document(tiny_beir):
