@@ -17,8 +17,9 @@ much this query looks like what the model knows (:data:`FEATURES`).
 Choosing (:func:`choose_fusion`): every constant setting of the grid, and the adaptive weight fitted on
 the dev queries (coordinate search from the best constant weight, an L2 pull to it), are compared by
 5-fold cross-validation over the dev queries; the adaptive one is kept only when it generalises
-better. A model carries the fusion fitted on its training data's dev split (``fusion.json``); an index
-build refines it on the corpus's own dev split where one exists, else keeps the model's.
+better. A model carries the fusion fitted on its training data's dev split and on probe queries of its
+corpus (``fusion.json``, :func:`choose_model_fusion`); an index build refines it on the corpus's own dev
+split where one exists, else keeps the model's.
 """
 
 from __future__ import annotations
@@ -304,6 +305,7 @@ def _standardise(raw: np.ndarray, weights: np.ndarray | None = None, names: Sequ
                  ) -> tuple[np.ndarray, list[str], dict[str, float], dict[str, float]]:
     """(z, features kept, mean, std): (weighted) standardisation of the ``names`` columns of ``raw``
     (n, len(FEATURES)); a feature constant here says nothing."""
+    assert set(names) <= set(FEATURES), f"unknown features {set(names) - set(FEATURES)}"
     p = np.full(len(raw), 1.0 / max(len(raw), 1)) if weights is None else weights / weights.sum()
     mean = p @ raw
     std = np.sqrt(p @ (raw - mean) ** 2)
@@ -334,7 +336,9 @@ def choose_model_fusion(
     tell probes from dev queries by how probes are made. Falls back to :func:`choose_fusion` on the dev
     queries when the adaptive weight does not beat a constant one (cross-validated on the mixture).
     """
-    on_dev = choose_fusion(dev, dev_qids, qrels, doc_ids, depth)
+    # Also without probes (or when the mixture's fit is not adopted) a model's fusion serves other corpora:
+    # the same three features, so no length or known-share learnt on one corpus steers another.
+    on_dev = choose_fusion(dev, dev_qids, qrels, doc_ids, depth, features=PROBE_FEATURES)
     if not probes:
         return on_dev
     cands = list(dev) + list(probes)
@@ -372,9 +376,10 @@ def choose_model_fusion(
 
 def choose_fusion(
     candidates: Sequence[Candidates], qids: Sequence[str], qrels: Qrels, doc_ids: Sequence[str],
-    depth: int = DEPTH, prior: dict[str, Any] | None = None,
+    depth: int = DEPTH, prior: dict[str, Any] | None = None, features: Sequence[str] = FEATURES,
 ) -> dict[str, Any]:
-    """Choose the fusion on dev queries (see the module docstring); ``prior`` is the model's own fusion.
+    """Choose the fusion on dev queries (see the module docstring); ``prior`` is the model's own fusion;
+    ``features``: what an adaptive weight may use (all of :data:`FEATURES` for a corpus's own dev queries).
 
     ``doc_ids[row]`` is the corpus id of a row. The returned dict records the whole grid, the dense and
     BM25 figures alone, and the cross-validated comparison, so the choice can be checked later.
@@ -403,7 +408,7 @@ def choose_fusion(
 
     # The adaptive weight, on each base; the RRF base takes the best constant RRF k.
     rels = [qrels[q] for q in qids]
-    z, feats, mean, std = _standardise(_raw_features(candidates))
+    z, feats, mean, std = _standardise(_raw_features(candidates), names=features)
     rrf_k = max((t for t in tried if t["method"] == "rrf"), key=lambda t: t["ndcg@10"])["k"]
     adaptive_report: list[dict[str, Any]] = []
     for base, k in (("weighted", 60.0), ("rrf", float(rrf_k))):

@@ -14,7 +14,6 @@ from index import SearchIndex, build_index
 from index.build import fit_model_fusion
 from index.fusion import (
     FEATURES,
-    PROBE_FEATURES,
     W_STEPS,
     Candidates,
     adaptive_weight,
@@ -122,24 +121,36 @@ def test_choose_fusion_adopts_adaptive_only_when_it_generalises():
     assert not f2["adaptive_adopted"] and f2["method"] in ("rrf", "weighted")
 
 
-def test_model_fusion_ignores_what_probes_have_by_construction():
-    """Probes are long and every word of theirs is known (index/probes.py): a fit allowed to use qlen or
-    known would learn "long = probe = BM25" and send short queries of an unseen domain to the dense side."""
-    rng = np.random.default_rng(0)
+def _split_by_length(rng: np.random.Generator) -> tuple[list[Candidates], list[str], dict, list[Candidates], list[str], dict, list[str]]:
+    """Queries whose sides disagree, twice over: short and dense-right, long and BM25-right, with the same
+    candidates; only the length (and the known share) tells them apart."""
     cands, qids, qrels, ids = _population(rng, 200)
-    dev = [Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=4, known=0.8) for c in cands]
-    probes, prels = [], []
-    for c, q in zip(cands, qids, strict=True):  # the disagreeing half: BM25 right, dense wrong, long
-        if int(q[1:]) % 2:
-            probes.append(Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=20, known=1.0))
-            prels.append(qrels[q])
-    f = choose_model_fusion(dev, qids, qrels, probes, prels, ids)
-    assert f["method"] == "adaptive" and f["chosen_on"] == "dev+probes"
-    assert not {"qlen", "known"} & set(f["coef"]) and set(f["coef"]) <= set(PROBE_FEATURES)
-    assert f["coef"]["overlap"] > 0
-    # A short query whose sides disagree (like the probes in all but length) leans on BM25.
-    short = Candidates(probes[0].dense, probes[0].lexical, probes[0].bm25, probes[0].cos, qlen=4, known=0.8)
-    assert adaptive_weight(f, query_features(short)) < 0.5
+    short, sq, sr, long_, lq, lr = [], [], {}, [], [], {}
+    for c, q in zip(cands, qids, strict=True):
+        if int(q[1:]) % 2:  # disagreeing: dense's top hit is wrong in _population; make it right here
+            short.append(Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=4, known=0.8))
+            sq.append(q)
+            sr[q] = {ids[c.dense[0]]: 1}
+            long_.append(Candidates(c.dense, c.lexical, c.bm25, c.cos, qlen=20, known=1.0))
+            lq.append(q + "L")
+            lr[q + "L"] = qrels[q]
+    return short, sq, sr, long_, lq, lr, ids
+
+
+def test_model_fusion_ignores_what_probes_have_by_construction():
+    """Probes are long and every word of theirs is known (index/probes.py): a model's fusion allowed to use
+    qlen or known would learn "long = probe = BM25" and send short queries of an unseen domain to the dense
+    side. Here dev queries are short and dense-right, probes long and BM25-right, candidates alike."""
+    short, sq, sr, long_, lq, lr, ids = _split_by_length(np.random.default_rng(0))
+    f = choose_model_fusion(short, sq, sr, long_, [lr[q] for q in lq], ids)
+    assert not {"qlen", "known"} & set(f.get("coef", {}))
+    # The same candidates fuse the same way, whatever the query's length.
+    for s, lo in zip(short, long_, strict=True):
+        assert fuse(s, f) == fuse(lo, f)
+    # A corpus's own dev queries are real: there the length may (and here must) steer the weight.
+    g = choose_fusion(short + long_, sq + lq, {**sr, **lr}, ids)
+    assert g["adaptive_adopted"] and g["coef"].get("qlen", 0) < 0
+    assert adaptive_weight(g, query_features(short[0])) > adaptive_weight(g, query_features(long_[0]))
 
 
 def test_probes_are_sentences_of_their_document(tiny_beir):
