@@ -12,7 +12,9 @@ import pytest
 
 from index import SearchIndex, build_index
 from index.build import fit_model_fusion
+from index.evaluation import ndcg_at_k
 from index.fusion import (
+    DEV_SLACK,
     FEATURES,
     W_STEPS,
     Candidates,
@@ -151,6 +153,19 @@ def test_model_fusion_ignores_what_probes_have_by_construction():
     g = choose_fusion(short + long_, sq + lq, {**sr, **lr}, ids)
     assert g["adaptive_adopted"] and g["coef"].get("qlen", 0) < 0
     assert adaptive_weight(g, query_features(short[0])) > adaptive_weight(g, query_features(long_[0]))
+
+
+def test_model_fusion_keeps_its_own_dev_split():
+    """Probes may pull the weight towards BM25 only as far as the model's own dev split allows: here every
+    dev query is dense-right and the probes (same candidates as the disagreeing half) BM25-right, so an
+    equal mixture would give that half to BM25 and lose a quarter of dev's NDCG."""
+    rng = np.random.default_rng(0)
+    cands, qids, qrels, ids = _population(rng, 200)
+    dev_rels = {q: {ids[c.dense[0]]: 1} for c, q in zip(cands, qids, strict=True)}  # dense right everywhere
+    odd = [(c, q) for c, q in zip(cands, qids, strict=True) if int(q[1:]) % 2]
+    f = choose_model_fusion(cands, qids, dev_rels, [c for c, _ in odd], [qrels[q] for _, q in odd], ids)
+    fused = np.mean([ndcg_at_k([ids[r] for r, _ in fuse(c, f)[:10]], dev_rels[q], 10) for c, q in zip(cands, qids, strict=True)])
+    assert fused >= 1.0 - DEV_SLACK
 
 
 def test_probes_are_sentences_of_their_document(tiny_beir):
