@@ -29,6 +29,7 @@ from .middleware import BodyLimitMiddleware, RequestContextMiddleware
 from .routes import admin, documents, embed, ops, search, ui
 from .routes.ui import STATIC_DIR
 from .search import SearchBatch, Searcher, run_search_batch
+from .security import configured
 from .settings import Settings
 
 log = logging.getLogger("app")
@@ -82,7 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                                                      initializer=_set_faiss_threads, initargs=(settings,))
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_writer_thread,
                                                    initargs=(settings,))
-    writes = settings.write_key is not None and bool(settings.write_key.get_secret_value())
+    writes = configured(settings.write_key)
     holder = BackendHolder(settings.model_dir, settings.index_dir, settings.verify_hashes, app.state.loader, writes)
     searcher = Searcher(settings, executor, metrics, app.state.search_batch)
     app.state.services = Services(settings, metrics, holder, searcher, executor, writer)

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 from .errors import AdminDisabledError, AuthInvalidError, AuthMissingError
 
 
-def _configured(key: SecretStr | None) -> bool:
+def configured(key: SecretStr | None) -> bool:
+    """A key is set, and not to the empty string (which switches it off)."""
     return key is not None and bool(key.get_secret_value())
 
 
@@ -36,7 +37,7 @@ async def require_admin(request: Request) -> None:
 
 async def require_write(request: Request) -> None:
     key = request.app.state.settings.write_key
-    if not _configured(key):
+    if not configured(key):
         raise AdminDisabledError("Not Found")  # writes disabled: the routes do not exist
     token = _required_token(request)
     if not _matches(token, key.get_secret_value()):
@@ -45,12 +46,12 @@ async def require_write(request: Request) -> None:
 
 async def require_read(request: Request) -> None:
     settings = request.app.state.settings
-    if not _configured(settings.read_key):
+    if not configured(settings.read_key):
         return
     token = _required_token(request)
     # Both keys compared, no early exit: timing does not say which one matched.
     ok = _matches(token, settings.read_key.get_secret_value())
-    if _configured(settings.write_key):
+    if configured(settings.write_key):
         ok = _matches(token, settings.write_key.get_secret_value()) | ok
     if not ok:
         raise AuthInvalidError("invalid read key")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from app.logging_setup import configure_logging
 from app.main import create_app
 from app.protocol import guarded_protocol
+from app.security import configured
 from app.settings import Settings
 from app.workers import run_workers
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid configuration:\n{e}", file=sys.stderr)
         return 2
     workers = settings.workers
-    if workers > 1 and settings.write_key is not None and settings.write_key.get_secret_value():
+    if workers > 1 and configured(settings.write_key):
         print("error: --workers > 1 with DSSM_WRITE_KEY: the live index takes writes in one process (each "
               "process would hold its own view of it); serve it with --workers 1, or writes off", file=sys.stderr)
         return 2

@@ -377,8 +377,8 @@ def choose_model_fusion(
         "dev_share": share, "dev_floor_met": bool(value[:n].mean() >= floor),
         "cv_ndcg@10": round(cv_adapt, 5), "cv_constant_ndcg@10": round(cv_const, 5),
         "dev_ndcg@10": round(float(value[:n].mean()), 5), "probe_ndcg@10": round(float(value[n:].mean()), 5)}
-    # The weighted table's ends are the two sides alone (w = 1: dense, w = 0: BM25).
-    probe_table = ndcg_table(probes, probe_rels, doc_ids, "weighted", 60)
+    # The weighted table's ends are the two sides alone (w = 1: dense, w = 0: BM25); its last rows the probes.
+    probe_table = table[n:]
     report = {"probes": len(probes), "probe_dense_ndcg@10": round(float(probe_table[:, -1].mean()), 5),
               "probe_bm25_ndcg@10": round(float(probe_table[:, 0].mean()), 5)}
     if not best["dev_floor_met"] or best["cv_ndcg@10"] <= best["cv_constant_ndcg@10"] + CV_MARGIN:

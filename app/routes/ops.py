@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import services
 from app.schemas import HealthResponse, InfoResponse, ReadyResponse
-from app.security import has_admin_key
+from app.security import configured, has_admin_key
 
 router = APIRouter(tags=["operations"])
 
@@ -91,7 +91,7 @@ async def info(request: Request) -> InfoResponse:
             "inline_lone_queries": settings.inline_lone_queries,
             "admin_enabled": settings.api_key is not None,
             "writes_enabled": svc.holder.writes,
-            "read_key_required": settings.read_key is not None and bool(settings.read_key.get_secret_value()),
+            "read_key_required": configured(settings.read_key),
         },
         versions={
             "python": platform.python_version(), "torch": _version("torch"), "faiss": _version("faiss-cpu"),
