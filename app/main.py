@@ -23,6 +23,7 @@ from models.encoder import Encoder
 from .backend import BackendHolder
 from .deps import Services
 from .errors import install_error_handlers
+from .fastpath import SearchFastPath
 from .logging_setup import configure_logging
 from .metrics import ServiceMetrics
 from .middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -123,7 +124,9 @@ def create_app(
     for r in (search.router, embed.router, documents.router, ops.router, admin.router, ui.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Middleware runs outermost-last-added: request id, access log and HTTP metrics → CORS → body limit → routes.
+    # Middleware runs outermost-last-added: request id, access log and HTTP metrics → CORS → body limit →
+    # the /search fast path → routes.
+    app.add_middleware(SearchFastPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
                        on_disconnect=metrics.client_disconnects.inc)
     metrics.instrument(app)

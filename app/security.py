@@ -10,6 +10,7 @@ from fastapi import Request
 from pydantic import SecretStr
 
 from .errors import AdminDisabledError, AuthInvalidError, AuthMissingError
+from .settings import Settings
 
 
 def configured(key: SecretStr | None) -> bool:
@@ -48,17 +49,29 @@ async def require_read(request: Request) -> None:
     settings = request.app.state.settings
     if not configured(settings.read_key):
         return
-    token = _required_token(request)
-    # Both keys compared, no early exit: timing does not say which one matched.
-    ok = _matches(token, settings.read_key.get_secret_value())
-    if configured(settings.write_key):
-        ok = _matches(token, settings.write_key.get_secret_value()) | ok
-    if not ok:
+    if not read_token_accepted(settings, _required_token(request)):
         raise AuthInvalidError("invalid read key")
 
 
+def read_token_accepted(settings: Settings, token: str) -> bool:
+    """The bearer token opens reads: it is the read key or the write key (``require_read`` and the
+    /search fast path). Both keys compared, no early exit: timing does not say which one matched."""
+    if not token or settings.read_key is None:
+        return False
+    ok = _matches(token, settings.read_key.get_secret_value())
+    if configured(settings.write_key):
+        assert settings.write_key is not None
+        ok = _matches(token, settings.write_key.get_secret_value()) | ok
+    return ok
+
+
 def _bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return bearer_token(request.headers.get("authorization", ""))
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value, or ""."""
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
 
 

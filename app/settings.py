@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # A query that arrives when nothing is queued or running is computed on the event loop itself
     # instead of being handed to the compute thread and back (README "Speed and micro-batching").
     inline_lone_queries: bool = True
+    # POST /search answered without FastAPI's per-request layers when it will get a 200 (app.fastpath);
+    # anything else goes to the route as before. False: every request through the route (comparison).
+    search_fast_path: bool = True
     batch_wait_ms: float = Field(0.0, ge=0.0, le=100.0)
     max_batch_queries: int = Field(64, ge=1)
 

@@ -193,7 +193,7 @@ def in_process_ms(system: str, model: Path, index: Path, queries: list[str], n: 
                     else:
                         v = enc.encode([q], tower="query")
                         hits = (idx.search_hybrid([q], v, 10) if system == "hybrid" else idx.search(v, 10))[0]
-                    return response_json(q, hits, RESULT_FIELDS, 0.0, enc.name, idx.path.name).encode()
+                    return response_json(q, hits, RESULT_FIELDS, 0.0, enc.name, idx.path.name)
 
                 for q in queries[:20]:
                     one(q)  # warm-up

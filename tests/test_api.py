@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.routes.search import response_json
+from app.schemas import RESULT_FIELDS, SearchResponse, SearchResult
 from app.settings import Settings
-from index import SearchIndex
+from index import Hit, SearchIndex
 from models.encoder import Encoder
 from tests.support import read_corpus
 
@@ -145,6 +147,20 @@ def test_fields_choose_what_results_carry(client: TestClient) -> None:
     assert [x["metadata"] for x in g] == [x["metadata"] for x in full] and set(g[0]) == {"id", "score", "metadata"}
     assert [set(x) for x in client.get("/search", params={"q": q, "fields": ""}).json()["results"]][0] == {"id", "score"}
     assert set(full[0]) == {"id", "score", "dense_score", "title", "text", "metadata"}  # default: everything
+
+
+@pytest.mark.parametrize("fields", [RESULT_FIELDS, ("text", "title"), ("metadata",), ()])
+def test_answer_json_is_the_schemas_json(fields: tuple[str, ...]) -> None:
+    # The route writes the answer with orjson; pydantic's serialiser of SearchResponse is the reference,
+    # byte for byte, whatever order the request named its fields in. An integer past 64 bits (orjson
+    # refuses it) is written by the fallback.
+    hits = [Hit("d1", 0.5, 0.25, "T\u00e9", "line\n\"quoted\" \u2028", {"a": 1, "b": True, "c": 1.5, "d": "x"}),
+            Hit("d2", 1e-7, None, "", "", {"big": 2**70})]
+    for got_hits in (hits[:1], hits):
+        ref = SearchResponse(query="q \u00fc", took_ms=1.25, model="m", index="i", results=[
+            SearchResult(id=h.id, score=h.score, **{f: getattr(h, f) for f in fields}) for h in got_hits
+        ]).model_dump_json(exclude_unset=True).encode()
+        assert response_json("q \u00fc", got_hits, fields, 1.25, "m", "i") == ref
 
 
 def test_default_top_k_is_10(client: TestClient) -> None:

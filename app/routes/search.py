@@ -8,13 +8,15 @@ import time
 from collections.abc import Sequence
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from app.deps import services
+from app.deps import Services, services
 from app.limits import check_filter, check_texts, check_top_k
-from app.schemas import RESULT_FIELDS, ErrorResponse, Mode, SearchRequest, SearchResponse, SearchResult
+from app.schemas import RESULT_FIELDS, ErrorResponse, Mode, SearchRequest, SearchResponse
 from app.search import SearchQuery
 from app.security import require_read
 from index import Hit
@@ -24,9 +26,11 @@ router = APIRouter(tags=["search"], dependencies=[Depends(require_read)])
 _ERRORS: dict[int | str, dict[str, object]] = {r: {"model": ErrorResponse} for r in (400, 413, 422, 503)}
 
 
-async def _search(body: SearchRequest, request: Request) -> Response:
+async def search_answer(svc: Services, body: SearchRequest) -> bytes:
+    """A valid search request → its answer's JSON: the limits (domain errors, 4xx), the search, the
+    answer. The one implementation behind ``POST /search``, ``GET /search`` and the fast path
+    (``app.fastpath``)."""
     start = time.perf_counter()
-    svc = services(request)
     settings = svc.settings
     check_texts([body.query], settings, what="query")
     check_filter(body.filter, settings)
@@ -38,25 +42,36 @@ async def _search(body: SearchRequest, request: Request) -> Response:
     with svc.holder.lease() as backend:
         hits = await svc.searcher.search(backend, q)
         took_ms = round((time.perf_counter() - start) * 1000, 3)
-        return Response(response_json(body.query, hits, fields, took_ms, backend.model_name, backend.index_name),
-                        media_type="application/json")
+        return response_json(body.query, hits, fields, took_ms, backend.model_name, backend.index_name)
+
+
+async def _search(body: SearchRequest, request: Request) -> Response:
+    return Response(await search_answer(services(request), body), media_type="application/json")
 
 
 def response_json(query: str, hits: Sequence[Hit], fields: Sequence[str], took_ms: float, model: str,
-                  index: str) -> str:
-    """The /search answer, serialised once by pydantic's Rust serialiser (unset = the fields the request
-    left out): returning the model would have FastAPI validate it again before serialising it."""
-    return SearchResponse(
-        query=query,
-        results=[SearchResult(id=h.id, score=h.score, **{f: getattr(h, f) for f in fields}) for h in hits],
-        took_ms=took_ms, model=model, index=index,
-    ).model_dump_json(exclude_unset=True)
+                  index: str) -> bytes:
+    """The /search answer (the ``SearchResponse`` schema; the fields the request left out are absent),
+    serialised once: by orjson from plain dicts, 60 -> 9 µs for ten full hits (returning the model would
+    have FastAPI validate it again before serialising it). A value orjson refuses (an integer past 64 bits
+    in a document's metadata) goes through pydantic's serialiser instead, which writes the same JSON."""
+    keep = [f for f in RESULT_FIELDS if f in fields]  # the schema's order, whatever the request's
+    results = [{"id": h.id, "score": h.score, **{f: getattr(h, f) for f in keep}} for h in hits]
+    answer = {"query": query, "results": results, "took_ms": took_ms, "model": model, "index": index}
+    try:
+        return orjson.dumps(answer)
+    except orjson.JSONEncodeError:
+        return SearchResponse.model_validate(answer).model_dump_json(exclude_unset=True).encode()
 
 
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS)
 async def search_post(body: SearchRequest, request: Request) -> Response:
     """Search the index; results best first. ``score`` ranks, ``dense_score`` is the cosine."""
     return await _search(body, request)
+
+
+# The route a fast-path answer is labelled with (app.fastpath puts it in the scope, as the router does).
+SEARCH_POST_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is search_post)
 
 
 # URL numbers are read as JSON numbers: Python's int()/float() (and so a lax parse) would also take
