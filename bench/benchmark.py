@@ -17,6 +17,8 @@ For each: document encoding docs/s, index build time, ``/search`` p50/p99 and re
 32 concurrent clients (closed loop, bounded in time), server memory (RSS and PSS over every worker
 process). Then ratios to ``minilm``, and a lone request's p50 over HTTP against the same work done in
 this process (encode + search + documents + JSON, one thread): what the serving path itself costs.
+All systems are served at once and loaded in turn, ``--rounds`` times (``serve_interleaved``): this
+machine's speed drifts within minutes, so each ratio compares neighbouring seconds.
 
 Scale (skipped by ``--quick``; LSTM-DSSM only): a 100k-document corpus of recombined real sentences
 of DATASET, encoded by the document tower and served (p99 at 8 clients), and flat vs hnsw vs ivf on
@@ -35,14 +37,17 @@ import platform
 import random
 import re
 import signal
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.loadgen import require_wrk, run_wrk, system_server, write_bodies
+from bench.process import ServerProcess
 from cli._run import UsageError, run_cli
 from common.fs import sha256_file
 
@@ -166,46 +171,53 @@ def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", re
 # ---- the same work in process ----------------------------------------------------------------------
 
 
-def in_process_ms(system: str, model: Path, index: Path, queries: list[str], n: int = 300) -> float:
-    """Median ms of one request's work done directly, one thread (as the service runs it): encode,
-    search, read the documents, build and serialise the response; no HTTP, no hand-off."""
-    import statistics
+class InProcess:
+    """One request's work done directly, one thread (as the service runs it): encode, search, read the
+    documents, build and serialise the response; no HTTP, no hand-off. Loaded once, measured per round."""
 
-    import faiss
-    import torch
-    from threadpoolctl import threadpool_limits
+    def __init__(self, system: str, model: Path, index: Path) -> None:
+        from bench.encoders import load_encoder
+        from index import SearchIndex
 
-    from app.routes.search import response_json
-    from app.schemas import RESULT_FIELDS
-    from bench.encoders import load_encoder
-    from index import SearchIndex
+        self.system = system
+        self.enc = load_encoder(model)
+        self.idx = SearchIndex.load(index, self.enc)
 
-    threads = torch.get_num_threads(), faiss.omp_get_max_threads()
-    torch.set_num_threads(1)
-    faiss.omp_set_num_threads(1)
-    try:
-        with threadpool_limits(1, "blas"):
-            enc = load_encoder(model)
-            with SearchIndex.load(index, enc) as idx:
-                def one(q: str) -> bytes:
-                    if system == "bm25":
-                        hits = idx.search_bm25([q], 10)[0]
-                    else:
-                        v = enc.encode([q], tower="query")
-                        hits = (idx.search_hybrid([q], v, 10) if system == "hybrid" else idx.search(v, 10))[0]
-                    return response_json(q, hits, RESULT_FIELDS, 0.0, enc.name, idx.path.name)
+    def one(self, q: str) -> bytes:
+        from app.routes.search import response_json
+        from app.schemas import RESULT_FIELDS
 
-                for q in queries[:20]:
-                    one(q)  # warm-up
+        if self.system == "bm25":
+            hits = self.idx.search_bm25([q], 10)[0]
+        else:
+            v = self.enc.encode([q], tower="query")
+            hits = (self.idx.search_hybrid([q], v, 10) if self.system == "hybrid" else self.idx.search(v, 10))[0]
+        return response_json(q, hits, RESULT_FIELDS, 0.0, self.enc.name, self.idx.path.name)
+
+    def median_ms(self, queries: list[str], warm: int = 20) -> float:
+        import faiss
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        threads = torch.get_num_threads(), faiss.omp_get_max_threads()
+        torch.set_num_threads(1)
+        faiss.omp_set_num_threads(1)
+        try:
+            with threadpool_limits(1, "blas"):
+                for q in queries[:warm]:
+                    self.one(q)
                 times = []
-                for q in queries[:n]:
+                for q in queries:
                     t0 = time.perf_counter()
-                    one(q)
+                    self.one(q)
                     times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads[0])
-        faiss.omp_set_num_threads(threads[1])
-    return round(1000 * statistics.median(times), 3)
+        finally:
+            torch.set_num_threads(threads[0])
+            faiss.omp_set_num_threads(threads[1])
+        return round(1000 * statistics.median(times), 3)
+
+    def close(self) -> None:
+        self.idx.close()
 
 
 # ---- serving under load ----------------------------------------------------------------------------
@@ -232,6 +244,97 @@ def serve_and_load(system: str, model: Path, index: Path, bodies: Path, levels: 
     for r in rows:
         r.update(mem)
     return {"ready_s": round(ready_s, 1), **mem, "rows": rows}
+
+
+@dataclass
+class Served:
+    """One system as served: what its server is started with and the bodies wrk sends."""
+
+    system: str  # the row's name (hybrid: the lstm-dssm service asked for mode=hybrid)
+    server_system: str  # bench.server --system
+    model: Path
+    index: Path
+    bodies: Path
+
+
+def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A level's row from its rounds: the median of each figure, requests and errors summed."""
+    row = dict(runs[len(runs) // 2])
+    for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "loadgen_cpu_pct", "server_cpu_pct"):
+        vals = [r[key] for r in runs if r.get(key) is not None]
+        if vals:
+            row[key] = round(statistics.median(vals), 2)
+    for key in ("requests", "errors", "non_2xx"):
+        row[key] = sum(r[key] for r in runs)
+    row["seconds"] = round(sum(r["seconds"] for r in runs), 2)
+    row["max_ms"] = max(r["max_ms"] for r in runs)
+    row["rounds"] = [{k: r[k] for k in ("rps", "p50_ms", "p99_ms")} for r in runs]
+    return row
+
+
+def serve_interleaved(specs: list[Served], levels: list[int], seconds: float, rounds: int, work: Path,
+                      torch_threads: int, workers: int, settings: dict[str, Any] | None,
+                      queries: list[str]) -> dict[str, dict[str, Any]]:
+    """Every system served at once and loaded in turn: round after round, level after level, system
+    after system (``seconds / rounds`` each), and a level's figure is the median of its rounds. This
+    machine's speed drifts by tens of percent within minutes (a VM beside other tenants: the same
+    server measured 602 and 1,021 req/s at 1 client eight minutes apart), so systems measured one
+    after another compare different machines; interleaved, each ratio compares neighbouring seconds.
+    A lone request's in-process work is measured in the same rounds, right after its 1-client run.
+    Memory is measured afterwards with each server alone (PSS splits a page shared by two servers)."""
+    per_run = max(1.0, seconds / rounds)
+    servers: dict[str, ServerProcess] = {}
+    probes: dict[str, InProcess] = {}
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    lone: dict[str, list[float]] = {}
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for sp in specs:
+            srv = system_server(sp.server_system, sp.model, sp.index, work / f"server-{sp.system}-{sp.index.name}.log",
+                                torch_threads=torch_threads, workers=workers, settings=settings)
+            servers[sp.system] = srv
+            out[sp.system] = {"ready_s": round(srv.wait_ready(), 1)}
+            run_wrk(srv.url, sp.bodies, 8, min(3.0, seconds), srv)  # warm-up: caches, allocator, first batches
+            if 1 in levels:
+                probes[sp.system] = InProcess(sp.system, sp.model, sp.index)
+        chunk = max(20, len(queries) // rounds)
+        for r in range(rounds):
+            for c in levels:
+                for sp in specs:
+                    row = run_wrk(servers[sp.system].url, sp.bodies, c, per_run, servers[sp.system])
+                    runs.setdefault((sp.system, c), []).append(row)
+                    print(f"  round {r + 1}/{rounds} {sp.system:<9} clients={c:<3} rps={row['rps']:8.1f} "
+                          f"p50={row['p50_ms']:8.2f} ms p99={row['p99_ms']:8.2f} ms errors={row['errors']} "
+                          f"wrk cpu={row['loadgen_cpu_pct']:.0f}% server cpu={row['server_cpu_pct']:.0f}%", flush=True)
+                    if c == 1:
+                        qs = queries[(r * chunk) % len(queries):][:chunk] or queries[:chunk]
+                        lone.setdefault(sp.system, []).append(probes[sp.system].median_ms(qs))
+        for srv in servers.values():
+            srv.stop()
+        for sp in specs:  # memory, each server alone after the same warm-up at the top level
+            srv = system_server(sp.server_system, sp.model, sp.index, work / f"server-{sp.system}-{sp.index.name}.mem.log",
+                                torch_threads=torch_threads, workers=workers, settings=settings)
+            try:
+                srv.wait_ready()
+                run_wrk(srv.url, sp.bodies, max(levels), min(3.0, seconds), srv)
+                out[sp.system].update(srv.memory_mib())
+            finally:
+                srv.stop()
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        for probe in probes.values():
+            probe.close()
+    import statistics
+
+    for sp in specs:
+        rows = [{**_median_row(runs[(sp.system, c)]), "system": sp.system} for c in levels if (sp.system, c) in runs]
+        for row in rows:
+            row.update({k: v for k, v in out[sp.system].items() if k != "ready_s"})
+        out[sp.system]["rows"] = rows
+        if sp.system in lone:
+            out[sp.system]["in_process_p50_ms"] = round(statistics.median(lone[sp.system]), 3)
+    return out
 
 
 # ---- ANN comparison --------------------------------------------------------------------------------
@@ -327,7 +430,8 @@ def print_tables(result: dict[str, Any]) -> None:
         print(f"\n{'lone request':<10} {'HTTP p50 ms':>12} {'in-process ms':>14} {'ratio':>6}")
         for name, s in lone:
             print(f"{name:<10} {s['http_p50_1_ms']:>12.2f} {s['in_process_p50_ms']:>14.3f} {s['lone_ratio']:>6.2f}")
-        print("(in process: encode + search + documents + JSON for one query, one thread, median of 300)")
+        print("(HTTP: the 1-client level; in process: encode + search + documents + JSON for one query, one thread; "
+              "each the median over the rounds, measured in the same rounds)")
     for name, t in result["targets"].items():
         print(f"target {name}: {t}")
 
@@ -346,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, help="seconds per load level (default 30; 10 with --quick)")
     p.add_argument("--clients", default="1,8,32", help="concurrency levels")
     p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of the interleaved load (each system and level gets --seconds / ROUNDS a round)")
     p.add_argument("--queries", type=int, default=2000, help="distinct queries cycled by the load generator")
     p.add_argument("--torch-threads", type=int, default=1, help="torch threads per server (the service default: 1 measured fastest on 2 cores)")
     p.add_argument("--workers", type=int, default=1,
@@ -382,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick and seconds > 10:
         raise UsageError("--quick runs at most 10 s per load level")
     do_scale = not (a.quick or a.no_scale)
+    if a.rounds < 1:
+        raise UsageError("--rounds must be at least 1")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: still write what was measured
@@ -414,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "dataset": str(data.resolve()), "model": str(model.resolve()), "quick": a.quick,
         "seconds_per_level": seconds, "clients": levels, "queries": queries,
         "settings": overrides, "load_generator": f"wrk 1 thread, closed loop, POST /search {{query, top_k: 10{', fields: ' + a.fields if a.fields else ''}}}, "
-                          f"{a.workers} uvicorn worker(s) per system", "workers": a.workers,
+                          f"{a.workers} uvicorn worker(s) per system, all served at once and loaded in turn for {a.rounds} round(s)", "workers": a.workers, "rounds": a.rounds,
         "systems": {}, "rows": [], "ratios": [], "targets": {},
     }
     try:
@@ -423,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             result["documents"] = n
             print(f"{n} documents of {data}, {len(queries)} queries; work folder {work}", flush=True)
             lstm_index = work / "index-lstm-dssm"
+            specs: list[Served] = []
             for system in systems:
                 print(f"[{system}] building …", flush=True)
                 if system in ("lstm-dssm", "hybrid") or (system == "bm25" and not lstm_index.exists()):
@@ -446,21 +555,23 @@ def main(argv: list[str] | None = None) -> int:
                     serve_model, serve_index = model, lstm_index
                 else:
                     serve_model, serve_index = model, lstm_index
-                print(f"[{system}] {info['encode_docs_per_s']:.0f} docs/s, build {info['build_s']:.1f} s; serving …", flush=True)
-                served = serve_and_load("lstm-dssm" if system == "hybrid" else system, serve_model, serve_index,
-                                        hybrid_bodies if system == "hybrid" else bodies, levels, seconds, work,
-                                        a.torch_threads, a.workers, overrides)
-                for r in served["rows"]:
-                    r["system"] = system
-                result["systems"][system].update({k: v for k, v in served.items() if k != "rows"})
+                print(f"[{system}] {info['encode_docs_per_s']:.0f} docs/s, build {info['build_s']:.1f} s", flush=True)
+                specs.append(Served(system, "lstm-dssm" if system == "hybrid" else system, serve_model, serve_index,
+                                    hybrid_bodies if system == "hybrid" else bodies))
+            print(f"serving all {len(specs)} systems, loaded in turn: {a.rounds} round(s) of {seconds / a.rounds:.1f} s "
+                  f"per level and system …", flush=True)
+            served_all = serve_interleaved(specs, levels, seconds, a.rounds, work, a.torch_threads, a.workers,
+                                           overrides, queries)
+            for system, served in served_all.items():
+                result["systems"][system].update({k: v for k, v in served.items() if k not in ("rows", "in_process_p50_ms")})
                 result["rows"] += served["rows"]
                 one = next((r for r in served["rows"] if r["clients"] == 1), None)
-                if one is not None:
-                    ms = in_process_ms(system, serve_model, serve_index, queries)
+                if one is not None and "in_process_p50_ms" in served:
+                    ms = served["in_process_p50_ms"]
                     result["systems"][system].update({"in_process_p50_ms": ms, "http_p50_1_ms": one["p50_ms"],
                                                       "lone_ratio": round(one["p50_ms"] / ms, 2)})
                     print(f"  {system:<9} lone request: HTTP p50 {one['p50_ms']:.2f} ms, in process {ms:.3f} ms "
-                          f"→ {one['p50_ms'] / ms:.2f}×", flush=True)
+                          f"→ {one['p50_ms'] / ms:.2f}× (medians of {a.rounds} rounds)", flush=True)
             result.pop("_lstm_build", None)
             result["ratios"] = ratios(result["rows"])
             by = {(r["system"], r["clients"]): r for r in result["ratios"]}
