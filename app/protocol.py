@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -128,9 +129,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True  # what comes next on this connection is the next request's head
 
+    # Called once the connection has ended (app.workers: the supervisor counts each process's connections).
+    on_connection_lost: Callable[[], None] | None = None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+        if self.on_connection_lost is not None:
+            self.on_connection_lost()
 
 
 class EnvGuardedHttpToolsProtocol(GuardedHttpToolsProtocol):

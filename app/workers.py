@@ -1,10 +1,16 @@
-"""Several server processes on one port, each with its own listening socket (``SO_REUSEPORT``).
+"""Several server processes on one port: the supervisor accepts, each connection goes to the process
+that holds the fewest.
 
-Why not ``uvicorn --workers``: its workers share one listening socket, and whichever process wakes first
-drains every pending connection (libuv accepts in a loop), so 8 keep-alive clients connecting at once
-often all land on one worker while the other idles — on this project's 2 cores, 8 clients got 846 req/s
-in one run and 1,650 in the next. With a socket per process the kernel spreads new connections across
-the processes by a hash of their addresses (Linux ≥ 3.9), as nginx's ``reuseport`` does.
+Why not the kernel's spreading: with ``uvicorn --workers`` the processes share one listening socket and
+whichever wakes first drains every pending connection (libuv accepts in a loop), so 8 keep-alive clients
+connecting at once often all land on one process (846 req/s in one run, 1,650 in the next on 2 cores).
+A socket per process (``SO_REUSEPORT``) spreads connections by a hash of their addresses, which is even
+only over many: 8 clients split 2/6, 5/3, 5/3, 5/3, 5/3, 6/2 in six runs here and never 4/4, and one
+process serves at most one core (the GIL), so the busier one set the latency (p99 8.2–12.3 ms at 100k
+documents from run to run). So, as Node's cluster module does, the supervisor owns the listening socket,
+accepts, and hands each connection (its file descriptor, over a Unix socket: ``SCM_RIGHTS``) to the
+ready process with the fewest open connections; each process tells it when one closes. Keep-alive
+connections stay where they were handed, so the supervisor is on no request's path after the accept.
 
 The supervisor starts ``n`` processes (spawned: nothing of the parent's state is inherited), forwards
 SIGTERM/SIGINT to them (each shuts down gracefully as one uvicorn server does), and restarts a process
@@ -14,34 +20,181 @@ service (exit 1) instead of a restart loop.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import multiprocessing
+import queue
+import selectors
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
+import uvicorn
+
 log = logging.getLogger("app.workers")
 
+READY, CLOSED = b"r", b"c"  # process -> supervisor: started serving; one handed connection closed
 
-def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
-    """A listening TCP socket on (host, port) that other sockets of this user may share (SO_REUSEPORT)."""
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); fails when something listens there already."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
-def _serve(host: str, port: int, app: str, config: dict[str, Any]) -> None:
-    import uvicorn
+class HandedServer(uvicorn.Server):
+    """One process's uvicorn server: the app's lifespan as usual, no listening socket of its own; it serves
+    the connections the supervisor hands it over ``channel`` and reports each one's end there."""
 
-    sock = reuseport_socket(host, port)
-    uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        self.channel = channel
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        if not self.started:
+            return
+        self.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.channel.fileno(), self._receive)
+        self.channel.send(READY)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().remove_reader(self.channel.fileno())  # take nothing new, finish the rest
+        await super().shutdown(sockets=sockets)
+
+    def _protocol(self) -> asyncio.Protocol:
+        # What uvicorn's own listener makes per connection (uvicorn.Server.startup's create_protocol),
+        # with app.protocol's hook that reports the connection's end.
+        proto = self.config.http_protocol_class(config=self.config, server_state=self.server_state,  # type: ignore[call-arg]
+                                                app_state=self.lifespan.state)
+        proto.on_connection_lost = self._closed  # type: ignore[attr-defined]
+        return proto
+
+    def _receive(self) -> None:
+        try:
+            _, fds, _, _ = socket.recv_fds(self.channel, 64, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            fds = []
+        if not fds:  # the supervisor is gone: finish what is open, then exit
+            asyncio.get_running_loop().remove_reader(self.channel.fileno())
+            self.should_exit = True
+            return
+        for fd in fds:
+            conn = socket.socket(fileno=fd)
+            conn.setblocking(False)
+            asyncio.get_running_loop().create_task(self._serve_handed(conn))
+
+    async def _serve_handed(self, conn: socket.socket) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(self._protocol, conn)
+        except OSError:  # the client left between the accept and now: no protocol, no hook
+            conn.close()
+            self._closed()
+
+    def _closed(self) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone
+            self.channel.send(CLOSED)
+
+
+def _serve(app: str, config: dict[str, Any], channel: socket.socket) -> None:
+    HandedServer(uvicorn.Config(app, **config), channel).run()
+
+
+class _Dispatcher(threading.Thread):
+    """Accepts on the listening socket and hands each connection to the ready process holding the fewest
+    (ties: the one handed a connection longest ago); reads READY and CLOSED from the processes."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        super().__init__(name="dssm-dispatch", daemon=True)
+        self.listener = listener
+        self.added: queue.Queue[socket.socket] = queue.Queue()
+        self.open: dict[socket.socket, int] = {}  # a ready process's channel -> its open connections
+        self.last: dict[socket.socket, float] = {}
+        self.sel = selectors.DefaultSelector()
+        self.stopping = False
+
+    def add(self, channel: socket.socket) -> None:
+        self.added.put(channel)
+
+    def run(self) -> None:
+        self.listener.setblocking(False)
+        accepting = False
+        while not self.stopping:
+            while not self.added.empty():
+                self.sel.register(self.added.get(), selectors.EVENT_READ)
+            # Accept only while some process is ready: before that (start, restarts) connections wait in
+            # the listen backlog, as they would for a single server still loading.
+            if bool(self.open) != accepting:
+                accepting = bool(self.open)
+                if accepting:
+                    self.sel.register(self.listener, selectors.EVENT_READ)
+                else:
+                    self.sel.unregister(self.listener)
+            for key, _ in self.sel.select(timeout=0.2):
+                if key.fileobj is self.listener:
+                    self._accept()
+                else:
+                    self._from_process(key.fileobj)  # type: ignore[arg-type]
+
+    def _from_process(self, ch: socket.socket) -> None:
+        try:
+            msg = ch.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            msg = b""
+        if not msg:  # the process exited: its channel is done
+            self._drop(ch)
+            return
+        for b in msg:
+            if b == READY[0]:
+                self.open[ch] = 0
+                self.last[ch] = 0.0
+            elif b == CLOSED[0] and ch in self.open:
+                self.open[ch] = max(0, self.open[ch] - 1)
+
+    def _drop(self, ch: socket.socket) -> None:
+        self.sel.unregister(ch)
+        self.open.pop(ch, None)
+        self.last.pop(ch, None)
+        ch.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # closed (stopping), or the client left already
+            with conn:
+                if conn.family in (socket.AF_INET, socket.AF_INET6):
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's listener does
+                tried: set[socket.socket] = set()
+                while candidates := [c for c in self.open if c not in tried]:
+                    ch = min(candidates, key=lambda c: (self.open[c], self.last[c]))
+                    try:
+                        socket.send_fds(ch, [b"h"], [conn.fileno()])
+                    except BlockingIOError:  # its channel is full (the process is stuck): the next one
+                        tried.add(ch)
+                        continue
+                    except OSError:
+                        self._drop(ch)
+                        continue
+                    self.open[ch] += 1
+                    self.last[ch] = time.monotonic()
+                    break
+            if not self.open:
+                return  # the rest wait in the backlog until a process is ready again
 
 
 QUICK_EXIT_S = 10.0  # a process that exits this soon after its start failed to start
@@ -53,19 +206,22 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     processes until SIGTERM/SIGINT; ``config``: further ``uvicorn.Config`` arguments. Returns 0, or 1 when
     the port cannot be bound or the processes keep failing at start (the message says why)."""
     try:
-        # Without SO_REUSEPORT: a server still listening there (even an earlier one of ours) makes this
-        # fail, instead of the kernel silently splitting connections between the two.
-        reuseport_socket(host, port, reuse_port=False).close()
+        listener = listening_socket(host, port)
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", host, port, e)
         return 1
+    dispatcher = _Dispatcher(listener)
     ctx = multiprocessing.get_context("spawn")
     procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
     stopping = False
 
     def start() -> tuple[multiprocessing.process.BaseProcess, float]:
-        p = ctx.Process(target=_serve, args=(host, port, app, config), name="dssm-server", daemon=False)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        p = ctx.Process(target=_serve, args=(app, config, theirs), name="dssm-server", daemon=False)
         p.start()
+        theirs.close()
+        ours.setblocking(False)
+        dispatcher.add(ours)
         return p, time.monotonic()
 
     def stop(signum: int, frame: object) -> None:
@@ -78,6 +234,8 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     code = 0
     try:
+        dispatcher.start()
+        log.info("serving on %s:%d with %d processes", host, port, n)
         procs += [start() for _ in range(n)]
         quick = 0
         while not stopping:
@@ -99,6 +257,8 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
                 procs[i] = start()
                 if stopping:  # ... or during the start: this one did not get it
                     procs[i][0].terminate()
+        dispatcher.stopping = True
+        listener.close()  # new connections are refused while the processes finish what they have
         for p, _ in procs:
             p.join(timeout=30)
             if p.is_alive():

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, http=guarded_protocol(settings), **common)
         return 0
     # Worker processes import the app by name and read their settings from the environment: the flags
-    # given here travel as the DSSM_* variables they override (validated above, once). Each process has
-    # its own SO_REUSEPORT socket, so the kernel spreads connections evenly (app/workers.py).
+    # given here travel as the DSSM_* variables they override (validated above, once). The supervisor
+    # accepts and hands each connection to the process holding the fewest (app/workers.py).
     os.environ.update({f"DSSM_{k.upper()}": _env_value(v) for k, v in overrides.items()})
     configure_logging(settings.log_format, settings.log_level)
     return run_workers(workers, args.host, args.port, "app.main:app", http="app.protocol:EnvGuardedHttpToolsProtocol",

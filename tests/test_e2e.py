@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import threading
@@ -127,9 +128,10 @@ def test_load_test_script_measures_a_real_server(tmp_path: Path, tiny_model_dir:
 def test_serve_workers_share_the_port_and_the_load(
     tmp_path: Path, tiny_model_dir: Path, tiny_index_dir: Path, server_factory: list[ServerProcess],
 ) -> None:
-    """scripts/serve.py --workers 2: two server processes, each with its own SO_REUSEPORT socket, answer
-    on one port; connections from many clients reach both; flags and DSSM_* settings reach every worker
-    (--max-top-k 5; the header limit: a 431); SIGTERM stops them all."""
+    """scripts/serve.py --workers 2: two server processes answer on one port, each handed the connections
+    by the supervisor (app/workers.py); fresh connections reach both, and 8 kept-alive ones split 4/4 (a
+    hash of the addresses, the kernel's SO_REUSEPORT, split 8 evenly in 27 % of cases); flags and DSSM_*
+    settings reach every worker (--max-top-k 5; the header limit: a 431); SIGTERM stops them all."""
     from bench.process import proc_tree
 
     srv = start_serve_script(tmp_path, ["--model", str(tiny_model_dir), "--index", str(tiny_index_dir),
@@ -145,6 +147,21 @@ def test_serve_workers_share_the_port_and_the_load(
             pids.add(int(c.get("/info").json()["service"]["pid"]))
             assert c.post("/search", json={"query": "fever", "top_k": 6}).status_code == 422  # the flag, in each
     assert len(pids) == 2, pids
+    clients = [httpx.Client(base_url=srv.url, timeout=30) for _ in range(8)]
+    try:
+        held = collections.Counter(int(c.get("/info").json()["service"]["pid"]) for c in clients)
+        assert sorted(held.values()) == [4, 4], held
+        # Four of them close: the next four go where the connections were freed.
+        for c in clients[:4]:
+            c.close()
+        time.sleep(0.5)  # the processes report the closes
+        fresh = [httpx.Client(base_url=srv.url, timeout=30) for _ in range(4)]
+        clients += fresh
+        held = collections.Counter(int(c.get("/info").json()["service"]["pid"]) for c in clients[4:])
+        assert sorted(held.values()) == [4, 4], held
+    finally:
+        for c in clients:
+            c.close()
     assert httpx.get(srv.url + "/health", headers={"X-Big": "x" * 4096}).status_code == 431
     # A reload would reach one process of the two: refused, saying what to do instead.
     r = httpx.post(srv.url + "/admin/reload", headers={"Authorization": f"Bearer {API_KEY}"})
