@@ -11,6 +11,8 @@ documents from run to run). So, as Node's cluster module does, the supervisor ow
 accepts, and hands each connection (its file descriptor, over a Unix socket: ``SCM_RIGHTS``) to the
 ready process with the fewest open connections; each process tells it when one closes. Keep-alive
 connections stay where they were handed, so the supervisor is on no request's path after the accept.
+At start it accepts once every process is ready (within a minute of the first), so that ``/ready``
+means the whole capacity and the first clients are spread over all the processes.
 
 The supervisor starts ``n`` processes (spawned: nothing of the parent's state is inherited), forwards
 SIGTERM/SIGINT to them (each shuts down gracefully as one uvicorn server does), and restarts a process
@@ -113,9 +115,14 @@ class _Dispatcher(threading.Thread):
     """Accepts on the listening socket and hands each connection to the ready process holding the fewest
     (ties: the one handed a connection longest ago); reads READY and CLOSED from the processes."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, processes: int) -> None:
         super().__init__(name="dssm-dispatch", daemon=True)
         self.listener = listener
+        # At start, accept once every process is ready (so /ready means the full capacity and the first
+        # clients are spread over all of them), or ALL_READY_WAIT_S after the first one is.
+        self.processes = processes
+        self.first_ready: float | None = None
+        self.started = False
         self.added: queue.Queue[socket.socket] = queue.Queue()
         self.open: dict[socket.socket, int] = {}  # a ready process's channel -> its open connections
         self.last: dict[socket.socket, float] = {}
@@ -133,8 +140,12 @@ class _Dispatcher(threading.Thread):
                 self.sel.register(self.added.get(), selectors.EVENT_READ)
             # Accept only while some process is ready: before that (start, restarts) connections wait in
             # the listen backlog, as they would for a single server still loading.
-            if bool(self.open) != accepting:
-                accepting = bool(self.open)
+            if not self.started and self.open:
+                self.first_ready = self.first_ready or time.monotonic()
+                self.started = (len(self.open) >= self.processes
+                                or time.monotonic() - self.first_ready >= ALL_READY_WAIT_S)
+            if (self.started and bool(self.open)) != accepting:
+                accepting = not accepting
                 if accepting:
                     self.sel.register(self.listener, selectors.EVENT_READ)
                 else:
@@ -197,6 +208,7 @@ class _Dispatcher(threading.Thread):
                 return  # the rest wait in the backlog until a process is ready again
 
 
+ALL_READY_WAIT_S = 60.0  # at start: the longest the first ready process waits for the others
 QUICK_EXIT_S = 10.0  # a process that exits this soon after its start failed to start
 MAX_QUICK_EXITS = 5  # in a row: then the service stops instead of restarting forever
 
@@ -210,7 +222,7 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", host, port, e)
         return 1
-    dispatcher = _Dispatcher(listener)
+    dispatcher = _Dispatcher(listener, n)
     ctx = multiprocessing.get_context("spawn")
     procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
     stopping = False

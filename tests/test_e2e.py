@@ -139,6 +139,10 @@ def test_serve_workers_share_the_port_and_the_load(
                              api_key=API_KEY)
     server_factory.append(srv)
     srv.wait("/ready", 200, timeout=120)
+    # Ready means every process is: the first two kept-alive connections already reach both.
+    with httpx.Client(base_url=srv.url, timeout=30) as a, httpx.Client(base_url=srv.url, timeout=30) as b:
+        first = {int(c.get("/info").json()["service"]["pid"]) for c in (a, b)}
+        assert len(first) == 2, first
     pids: set[int] = set()
     for i in range(40):  # a fresh connection each: the kernel spreads them over the processes
         with httpx.Client(base_url=srv.url, timeout=30) as c:
