@@ -308,8 +308,9 @@ class SearchIndex:
         self._check_k(k, offset)
         end = offset + k
         depth = end if self._dense.kind == "flat" else max(end, PAGE_WINDOW)
-        ranked = [[(int(r), float(s), float(s)) for r, s in zip(*rs, strict=True)][:end]
-                  for rs in self._dense.search(vectors, depth, self._allowed(filter))]
+        # Ranked ``depth`` deep for stable pages, but only the first ``end`` become Python tuples.
+        ranked = [[(int(r), float(s), float(s)) for r, s in zip(rows[:end], scores[:end], strict=True)]
+                  for rows, scores in self._dense.search(vectors, depth, self._allowed(filter))]
         return self._hits(page(ranked, offset))
 
     def search_bm25(self, queries: list[str], k: int, filter: dict[str, Any] | None = None,
