@@ -81,15 +81,19 @@ class HandedServer(uvicorn.Server):
 
     def _receive(self) -> None:
         try:
-            _, fds, _, _ = socket.recv_fds(self.channel, 64, 64)
+            msg, fds, _, _ = socket.recv_fds(self.channel, 64, 64)
         except BlockingIOError:
             return
         except OSError:
-            fds = []
-        if not fds:  # the supervisor is gone: finish what is open, then exit
+            msg, fds = b"", []
+        if not msg:  # the supervisor is gone: finish what is open, then exit
             asyncio.get_running_loop().remove_reader(self.channel.fileno())
             self.should_exit = True
             return
+        for _ in range(len(msg) - len(fds)):
+            # A connection whose descriptor did not arrive (this process at its open-files limit: the
+            # kernel drops it and the client sees the connection close): it is not ours to count.
+            self._closed()
         for fd in fds:
             conn = socket.socket(fileno=fd)
             conn.setblocking(False)
