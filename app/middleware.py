@@ -79,8 +79,13 @@ class RequestContextMiddleware:
 
 
 def is_json_content_type(content_type: bytes) -> bool:
+    # FastAPI's test (email.message): one "/" exactly, main type application, subtype json or *+json;
+    # anything else FastAPI would not parse as JSON, so it is refused here (415) rather than half-read.
     media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+    if media.count(b"/") != 1:
+        return False
+    main, sub = media.split(b"/")
+    return main == b"application" and (sub == b"json" or sub.endswith(b"+json"))
 
 
 class BodyLimitMiddleware:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import multiprocessing
+import os
 import queue
 import selectors
 import signal
@@ -38,7 +40,8 @@ import uvicorn
 
 log = logging.getLogger("app.workers")
 
-READY, CLOSED = b"r", b"c"  # process -> supervisor: started serving; one handed connection closed
+# process -> supervisor: started serving; one handed connection closed; shutting down
+READY, CLOSED, LEAVING = b"r", b"c", b"l"
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -68,7 +71,20 @@ class HandedServer(uvicorn.Server):
         self.channel.send(READY)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        asyncio.get_running_loop().remove_reader(self.channel.fileno())  # take nothing new, finish the rest
+        # Take nothing new and say so; a connection handed meanwhile is closed (its client retries),
+        # then the open ones finish as in any uvicorn shutdown.
+        asyncio.get_running_loop().remove_reader(self.channel.fileno())
+        with contextlib.suppress(OSError):
+            self.channel.send(LEAVING)
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.channel, 64, 64)
+            except OSError:
+                break
+            if not fds:
+                break
+            for fd in fds:
+                os.close(fd)
         await super().shutdown(sockets=sockets)
 
     def _protocol(self) -> asyncio.Protocol:
@@ -130,18 +146,32 @@ class _Dispatcher(threading.Thread):
         self.added: queue.Queue[socket.socket] = queue.Queue()
         self.open: dict[socket.socket, int] = {}  # a ready process's channel -> its open connections
         self.last: dict[socket.socket, float] = {}
+        self.channels: set[socket.socket] = set()  # every registered channel, ready or not
         self.sel = selectors.DefaultSelector()
         self.stopping = False
+        self.failed: BaseException | None = None  # what ended the thread, if not stopping
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # the supervisor sees it (failed) and stops the service
+            self.failed = e
+            log.exception("the connection dispatcher failed")
+        finally:
+            with contextlib.suppress(OSError):
+                self.listener.close()  # stopping: new connections are refused while the processes finish
 
     def add(self, channel: socket.socket) -> None:
         self.added.put(channel)
 
-    def run(self) -> None:
+    def _loop(self) -> None:
         self.listener.setblocking(False)
         accepting = False
         while not self.stopping:
             while not self.added.empty():
-                self.sel.register(self.added.get(), selectors.EVENT_READ)
+                ch = self.added.get()
+                self.channels.add(ch)
+                self.sel.register(ch, selectors.EVENT_READ)
             # Accept only while some process is ready: before that (start, restarts) connections wait in
             # the listen backlog, as they would for a single server still loading.
             if not self.started and self.open:
@@ -157,8 +187,8 @@ class _Dispatcher(threading.Thread):
             for key, _ in self.sel.select(timeout=0.2):
                 if key.fileobj is self.listener:
                     self._accept()
-                else:
-                    self._from_process(key.fileobj)  # type: ignore[arg-type]
+                elif key.fileobj in self.channels:  # not dropped earlier in this batch
+                    self._from_process(key.fileobj)
 
     def _from_process(self, ch: socket.socket) -> None:
         try:
@@ -176,8 +206,14 @@ class _Dispatcher(threading.Thread):
                 self.last[ch] = 0.0
             elif b == CLOSED[0] and ch in self.open:
                 self.open[ch] = max(0, self.open[ch] - 1)
+            elif b == LEAVING[0]:  # shutting down: hand it nothing more
+                self.open.pop(ch, None)
+                self.last.pop(ch, None)
 
     def _drop(self, ch: socket.socket) -> None:
+        if ch not in self.channels:
+            return
+        self.channels.discard(ch)
         self.sel.unregister(ch)
         self.open.pop(ch, None)
         self.last.pop(ch, None)
@@ -189,8 +225,13 @@ class _Dispatcher(threading.Thread):
                 conn, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return  # closed (stopping), or the client left already
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors or memory: the connection stays in the backlog; back off
+                    # instead of spinning on a listener that stays readable (asyncio does the same).
+                    log.warning("accept failed (%s); retrying in 0.1 s", e)
+                    time.sleep(0.1)
+                return  # or closed (stopping), or the client left already
             with conn:
                 if conn.family in (socket.AF_INET, socket.AF_INET6):
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's listener does
@@ -199,15 +240,17 @@ class _Dispatcher(threading.Thread):
                     ch = min(candidates, key=lambda c: (self.open[c], self.last[c]))
                     try:
                         socket.send_fds(ch, [b"h"], [conn.fileno()])
-                    except BlockingIOError:  # its channel is full (the process is stuck): the next one
-                        tried.add(ch)
-                        continue
-                    except OSError:
-                        self._drop(ch)
+                    except OSError as e:
+                        if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.EBADF, errno.ENOTCONN):
+                            self._drop(ch)  # the process is gone
+                        else:
+                            tried.add(ch)  # full or short of kernel resources: the next process
                         continue
                     self.open[ch] += 1
                     self.last[ch] = time.monotonic()
                     break
+                else:
+                    log.warning("no server process could take a connection: closed")
             if not self.open:
                 return  # the rest wait in the backlog until a process is ready again
 
@@ -243,6 +286,11 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        # No new connections first (the dispatcher closes the listener as it ends), then each process
+        # finishes what it has: nothing is handed to a process that is already leaving.
+        dispatcher.stopping = True
+        if dispatcher.is_alive() and threading.current_thread() is not dispatcher:
+            dispatcher.join(timeout=1.0)
         for p, _ in procs:
             if p.is_alive():
                 p.terminate()  # SIGTERM: uvicorn's graceful shutdown in that process
@@ -252,10 +300,20 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
     try:
         dispatcher.start()
         log.info("serving on %s:%d with %d processes", host, port, n)
-        procs += [start() for _ in range(n)]
+        for _ in range(n):
+            if stopping:
+                break
+            procs.append(start())
+        if stopping:  # a signal during the starts: the last one may have missed it
+            stop(signal.SIGTERM, None)
         quick = 0
         while not stopping:
             time.sleep(0.2)
+            if not stopping and not dispatcher.is_alive():
+                log.error("the connection dispatcher stopped (%s): stopping", dispatcher.failed)
+                code = 1
+                stop(signal.SIGTERM, None)
+                break
             for i, (p, started) in enumerate(procs):
                 if p.is_alive() or stopping:
                     continue
@@ -274,9 +332,10 @@ def run_workers(n: int, host: str, port: int, app: str, **config: Any) -> int:
                 if stopping:  # ... or during the start: this one did not get it
                     procs[i][0].terminate()
         dispatcher.stopping = True
-        listener.close()  # new connections are refused while the processes finish what they have
+        deadline = time.monotonic() + 30
         for p, _ in procs:
-            p.join(timeout=30)
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p, _ in procs:
             if p.is_alive():
                 p.kill()
                 p.join()

@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     # Our middleware logs one access line per request with its request id; uvicorn's would repeat it.
     # The protocol is httptools with a header size limit and a header timeout (app/protocol.py), so
     # one slow or oversized client cannot stall the others even without a proxy in front.
+    # ws="none": the app has no WebSocket routes, and an upgrade would swap the connection's protocol
+    # (app.workers counts connections by the HTTP protocol's end).
     common: dict[str, Any] = dict(access_log=False, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10,
-                                  timeout_keep_alive=settings.keep_alive_s)
+                                  timeout_keep_alive=settings.keep_alive_s, ws="none")
     if workers == 1:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, http=guarded_protocol(settings), **common)
         return 0

@@ -64,6 +64,7 @@ def test_fast_path_answers_as_the_route(clients: tuple[TestClient, TestClient], 
     (b"", "application/json"),
     (b'{"query": "fever"}', "application/vnd.api+json"),     # JSON by its +json suffix: answered
     (b'{"query": "fever"}', "text/plain"),                   # 415 from the body limit, before either
+    (b'{"query": "fever"}', "application/a/+json"),          # not JSON to FastAPI (two slashes): 415 too
 ])
 def test_fast_path_hands_bad_bodies_to_the_route(clients: tuple[TestClient, TestClient], raw: bytes, ctype: str) -> None:
     fast, route = clients
