@@ -176,23 +176,23 @@ class InProcess:
     documents, build and serialise the response; no HTTP, no hand-off. Loaded once, measured per round."""
 
     def __init__(self, system: str, model: Path, index: Path) -> None:
+        from app.routes.search import response_json
+        from app.schemas import RESULT_FIELDS
         from bench.encoders import load_encoder
         from index import SearchIndex
 
         self.system = system
         self.enc = load_encoder(model)
         self.idx = SearchIndex.load(index, self.enc)
+        self.answer, self.fields = response_json, RESULT_FIELDS  # imported here, not inside the timed call
 
     def one(self, q: str) -> bytes:
-        from app.routes.search import response_json
-        from app.schemas import RESULT_FIELDS
-
         if self.system == "bm25":
             hits = self.idx.search_bm25([q], 10)[0]
         else:
             v = self.enc.encode([q], tower="query")
             hits = (self.idx.search_hybrid([q], v, 10) if self.system == "hybrid" else self.idx.search(v, 10))[0]
-        return response_json(q, hits, RESULT_FIELDS, 0.0, self.enc.name, self.idx.path.name)
+        return self.answer(q, hits, self.fields, 0.0, self.enc.name, self.idx.path.name)
 
     def median_ms(self, queries: list[str], warm: int = 20) -> float:
         import faiss
@@ -221,29 +221,6 @@ class InProcess:
 
 
 # ---- serving under load ----------------------------------------------------------------------------
-
-
-def serve_and_load(system: str, model: Path, index: Path, bodies: Path, levels: list[int], seconds: float,
-                   work: Path, torch_threads: int, workers: int = 1, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    srv = system_server(system, model, index, work / f"server-{system}-{index.name}.log", torch_threads=torch_threads,
-                        workers=workers, settings=settings)
-    try:
-        ready_s = srv.wait_ready()
-        run_wrk(srv.url, bodies, 8, min(3.0, seconds), srv)  # warm-up: caches, allocator, first batches
-        rows = []
-        for c in levels:
-            r = run_wrk(srv.url, bodies, c, seconds, srv)
-            r["system"] = system
-            rows.append(r)
-            print(f"  {system:<9} clients={c:<3} rps={r['rps']:8.1f} p50={r['p50_ms']:8.2f} ms p99={r['p99_ms']:8.2f} ms "
-                  f"errors={r['errors']} wrk cpu={r['loadgen_cpu_pct']:.0f}% server cpu={r['server_cpu_pct']:.0f}%",
-                  flush=True)
-        mem = srv.memory_mib()
-    finally:
-        srv.stop()
-    for r in rows:
-        r.update(mem)
-    return {"ready_s": round(ready_s, 1), **mem, "rows": rows}
 
 
 @dataclass
@@ -281,7 +258,8 @@ def serve_interleaved(specs: list[Served], levels: list[int], seconds: float, ro
     server measured 602 and 1,021 req/s at 1 client eight minutes apart), so systems measured one
     after another compare different machines; interleaved, each ratio compares neighbouring seconds.
     A lone request's in-process work is measured in the same rounds, right after its 1-client run.
-    Memory is measured afterwards with each server alone (PSS splits a page shared by two servers)."""
+    Memory is measured with each server alone (PSS splits a page shared by two servers): in place for
+    one system, else afterwards, each restarted after the same warm-up at the top level."""
     per_run = max(1.0, seconds / rounds)
     servers: dict[str, ServerProcess] = {}
     probes: dict[str, InProcess] = {}
@@ -309,9 +287,11 @@ def serve_interleaved(specs: list[Served], levels: list[int], seconds: float, ro
                     if c == 1:
                         qs = queries[(r * chunk) % len(queries):][:chunk] or queries[:chunk]
                         lone.setdefault(sp.system, []).append(probes[sp.system].median_ms(qs))
+        if len(specs) == 1:
+            out[specs[0].system].update(servers[specs[0].system].memory_mib())
         for srv in servers.values():
             srv.stop()
-        for sp in specs:  # memory, each server alone after the same warm-up at the top level
+        for sp in specs if len(specs) > 1 else []:
             srv = system_server(sp.server_system, sp.model, sp.index, work / f"server-{sp.system}-{sp.index.name}.mem.log",
                                 torch_threads=torch_threads, workers=workers, settings=settings)
             try:
@@ -325,8 +305,6 @@ def serve_interleaved(specs: list[Served], levels: list[int], seconds: float, ro
             srv.stop()
         for probe in probes.values():
             probe.close()
-    import statistics
-
     for sp in specs:
         rows = [{**_median_row(runs[(sp.system, c)]), "system": sp.system} for c in levels if (sp.system, c) in runs]
         for row in rows:
@@ -632,8 +610,8 @@ def scale_section(a: argparse.Namespace, model: Path, data: Path, work: Path, ou
         info = build(model, corpus, idx, index_type=t, reuse=a.reuse)
         print(f"[scale] {t}: {info['encode_docs_per_s']:.0f} docs/s, built in {info['build_s']:.1f} s; serving …",
               flush=True)
-        served = serve_and_load("lstm-dssm", model, idx, bodies, [8], seconds, work, a.torch_threads, a.workers,
-                                a.overrides)
+        served = serve_interleaved([Served("lstm-dssm", "lstm-dssm", model, idx, bodies)], [8], seconds, 1, work,
+                                   a.torch_threads, a.workers, a.overrides, queries)["lstm-dssm"]
         out["real"]["served"][t] = {**info, "http": served}
         p99 = served["rows"][0]["p99_ms"]
         verdicts.append(f"{t} {p99:.2f} ms ({'met' if p99 <= TARGET_P99_MS_100K else 'NOT met'})")
