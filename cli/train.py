@@ -28,7 +28,7 @@ from cli._run import UsageError, run_cli
 from common.fs import ForeignFolderError, guard_target
 from index.build import fit_model_fusion
 from models.config import ModelConfig, TrainConfig
-from models.data import load_dataset
+from models.data import Dataset, load_dataset
 from models.encoder import Encoder
 from models.io import is_model_dir, load_model, write_fusion
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a named recipe on top of the language's own (models/presets.py); flags override it")
     p.add_argument("--init", help="continue training (fine-tune) this model directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--watch-data", action="append", default=[], metavar="DIR",
+                   help="also score this BEIR folder's dev split after every epoch (e.g. real users' questions "
+                        "over the same corpus): logged and in metrics.json, never used to choose the epoch; repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_field_options(p.add_argument_group("training"), TrainConfig)
     add_field_options(p.add_argument_group("model"), ModelConfig)
@@ -104,6 +107,14 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {e}") from e
 
 
+def load_watched(path: str) -> Dataset:
+    """A ``--watch-data`` folder: a BEIR dataset with a dev split (its train split, if any, is not read)."""
+    ds = load_dataset(path)
+    if not ds.qrels.get("dev"):
+        raise UsageError(f"--watch-data {path}: no dev split (qrels/dev.tsv) to score")
+    return ds
+
+
 def given(a: argparse.Namespace) -> dict[str, Any]:
     """The dataclass fields set on the command line."""
     names = {f.name for cls in (ModelConfig, TrainConfig) for f in fields(cls)} - _SKIP
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     data = load_dataset(a.data)
+    watch = [load_watched(w) for w in a.watch_data]
     init = load_model(a.init) if a.init else None
     lang = init.config.lang if init else resolve_lang(data, a.lang)
     mcfg, tcfg = resolve(lang, a.preset, given(a))
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             tcfg.distill = 0.0
     # Two dev-evaluation costs stay for the fusion fit below, inside the same --max-minutes.
     trainer = Trainer(data, model, tcfg, log=log, started=started, vocab=vocab, hard_negatives=hard, teacher=teacher,
-                      reserve_evals=2.0 if data.qrels.get("dev") else 0.0)
+                      reserve_evals=2.0 if data.qrels.get("dev") else 0.0, watch=watch)
     res = trainer.fit()
     trainer.save(out, res, {"preset": a.preset, "lang": lang, "settings": settings, "teacher_fallback": fallback,
                             "init": a.init, "argv": sys.argv[1:] if argv is None else argv})
@@ -158,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     msg = f"saved {out} (best epoch {res.best_epoch}, stopped: {res.stopped}, {res.seconds / 60:.1f} min)"
     if best:
         msg += f"; dev ndcg@10 {best['ndcg@10']:.4f} mrr@10 {best['mrr@10']:.4f} recall@100 {best['recall@100']:.4f}"
+    for name, m in res.best_watch.items():
+        msg += f"; {name} dev ndcg@10 {m['ndcg@10']:.4f}"
     print(msg, flush=True)
     # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted):
     # fitted on the dev split and on probe queries of the corpus (index/fusion.py choose_model_fusion).

@@ -1,4 +1,4 @@
-"""The training curve (loss and dev NDCG@10 per epoch) as a PNG."""
+"""The training curve (loss, dev NDCG@10 and any watched sets' dev NDCG@10 per epoch) as a PNG."""
 
 from __future__ import annotations
 
@@ -21,9 +21,14 @@ def plot_curve(history: list[dict[str, Any]]) -> bytes | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("train loss")
     dev = [(h["epoch"], h["dev"]["ndcg@10"]) for h in history if h.get("dev")]
-    if dev:
+    watched = sorted({n for h in history for n in h.get("watch", {})})
+    if dev or watched:
         ax2 = ax.twinx()
-        ax2.plot([e for e, _ in dev], [v for _, v in dev], "s-", color="tab:blue", label="dev NDCG@10")
+        if dev:
+            ax2.plot([e for e, _ in dev], [v for _, v in dev], "s-", color="tab:blue", label="dev NDCG@10")
+        for name in watched:  # cross-distribution sets, dashed: seen, never used to pick the epoch
+            pts = [(h["epoch"], h["watch"][name]["ndcg@10"]) for h in history if name in h.get("watch", {})]
+            ax2.plot([e for e, _ in pts], [v for _, v in pts], "^--", label=f"{name} dev NDCG@10")
         ax2.set_ylabel("dev NDCG@10")
         fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()

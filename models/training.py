@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     seconds: float
     stopped: str
+    best_watch: dict[str, dict[str, float]] = field(default_factory=dict)  # watched sets at the best epoch
 
 
 class Trainer:
@@ -58,7 +59,10 @@ class Trainer:
     ``model`` may also be a ``ModelConfig``: a fresh network and vocabulary are then made from ``data``
     by ``prepare.new_model`` (or taken from ``init``, a model to fine-tune), leaving the config as given.
     ``hard_negatives[q]``: BM25 hits of training query q (``prepare.mine_hard_negatives``);
-    ``teacher``: the teacher's vectors, needed when ``cfg.distill > 0``.
+    ``teacher``: the teacher's vectors, needed when ``cfg.distill > 0``;
+    ``watch``: other datasets whose dev split is scored after every epoch beside the training dev
+    (cross-distribution figures, e.g. real users' questions over the same corpus), logged and recorded
+    per epoch, never used to choose the epoch.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Trainer:
         hard_negatives: Sequence[Sequence[int]] | None = None,
         teacher: TeacherVectors | None = None,
         reserve_evals: float = 0.0,
+        watch: Sequence[Dataset] = (),
     ) -> None:
         # reserve_evals: leave time for this many more dev-evaluation costs after the last epoch, for
         # work the caller does inside the same --max-minutes (train.py fits the model's fusion: ~2).
@@ -120,6 +125,12 @@ class Trainer:
             keep = sorted(self.dev)[: cfg.dev_max_queries]
             self.dev = {q: self.dev[q] for q in keep}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for w in watch:
+            if not w.qrels.get("dev"):
+                raise DataError(f"{w.name}: a watched dataset needs a dev split")
+        if len({w.name for w in watch}) != len(watch):
+            raise DataError("watched datasets need distinct names")
+        self.watch = list(watch)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -136,6 +147,22 @@ class Trainer:
         ev = evaluate_dense(Encoder(self.model, self.vocab), self.data, self.dev)
         self.model.train()
         return ev.metrics
+
+    def evaluate_watch(self) -> dict[str, dict[str, float]]:
+        """Dev metrics of each watched dataset, by its name (exact search over its own corpus)."""
+        out = {}
+        self.model.eval()
+        enc = Encoder(self.model, self.vocab)
+        for w in self.watch:
+            out[w.name] = evaluate_dense(enc, w, w.split("dev")).metrics
+        self.model.train()
+        return out
+
+    def evaluate_all(self) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
+        dev, watch = self.evaluate(), self.evaluate_watch()
+        if watch:
+            self.log("  watched dev ndcg@10: " + ", ".join(f"{n} {m['ndcg@10']:.4f}" for n, m in watch.items()))
+        return dev, watch
 
     # -- examples -------------------------------------------------------------------------------------
 
@@ -219,9 +246,10 @@ class Trainer:
         cfg = self.cfg
         history: list[dict[str, Any]] = []
         t_eval = time.monotonic()
-        dev0 = self.evaluate()
-        eval_cost = time.monotonic() - t_eval
-        history.append({"epoch": 0, "loss": None, "dev": dev0, "elapsed_s": round(self.elapsed(), 1)})
+        dev0, watch0 = self.evaluate_all()
+        eval_cost = time.monotonic() - t_eval  # the watched sets' too: each epoch pays for them
+        history.append({"epoch": 0, "loss": None, "dev": dev0, "elapsed_s": round(self.elapsed(), 1),
+                        **({"watch": watch0} if watch0 else {})})
         if dev0:
             self.log(f"epoch 0 (untrained): dev ndcg@10 {dev0['ndcg@10']:.4f}")
         best_score, best_epoch = (dev0["ndcg@10"] if dev0 else float("-inf")), 0
@@ -247,7 +275,7 @@ class Trainer:
                 stopped = "time"
                 break
             t_eval = time.monotonic()
-            dev = self.evaluate()
+            dev, watch = self.evaluate_all()
             eval_cost = time.monotonic() - t_eval
             rec = {
                 "epoch": epoch,
@@ -256,6 +284,7 @@ class Trainer:
                 "pairs_per_s": round(n / (t_eval - t_ep), 1),
                 "dev": dev,
                 "elapsed_s": round(self.elapsed(), 1),
+                **({"watch": watch} if watch else {}),
             }
             history.append(rec)
             score = dev["ndcg@10"] if dev else -(total / n)
@@ -276,8 +305,8 @@ class Trainer:
                 break
         self.model.load_state_dict(best_state)
         self.model.eval()
-        best_dev = next((h["dev"] for h in history if h["epoch"] == best_epoch), None) or {}
-        return TrainResult(best_epoch, best_dev, history, self.elapsed(), stopped)
+        best = next(h for h in history if h["epoch"] == best_epoch)
+        return TrainResult(best_epoch, best["dev"] or {}, history, self.elapsed(), stopped, best.get("watch", {}))
 
     def record(self, result: TrainResult) -> dict[str, Any]:
         """What training.json holds: the run's settings and what came of them."""
@@ -287,6 +316,7 @@ class Trainer:
             "train_pairs": len(self.pairs),
             "best_epoch": result.best_epoch,
             "best_dev": result.best_dev,
+            **({"best_watch": result.best_watch} if result.best_watch else {}),
             "stopped": result.stopped,
             "seconds": round(result.seconds, 1),
             "teacher_used": self.teacher.record if self.teacher is not None else None,
@@ -295,7 +325,8 @@ class Trainer:
     def save(self, out_dir: str | Path, result: TrainResult, record: dict[str, Any] | None = None) -> None:
         """The model folder, with ``training.json`` (``record`` adds to it) and ``metrics.json``."""
         training = {**self.record(result), **(record or {})}
-        metrics = {"best_epoch": result.best_epoch, "best_dev": result.best_dev, "epochs": result.history}
+        metrics = {"best_epoch": result.best_epoch, "best_dev": result.best_dev, "epochs": result.history,
+                   **({"best_watch": result.best_watch} if result.best_watch else {})}
         extra = {"metrics.json": (json.dumps(metrics, indent=2) + "\n").encode()}
         png = plot_curve(result.history)
         if png:

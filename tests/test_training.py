@@ -105,9 +105,9 @@ def test_pairs_file_tsv_and_jsonl(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def small_trainer(data, **kw) -> Trainer:
+def small_trainer(data, watch=(), **kw) -> Trainer:
     return Trainer(data, ModelConfig(lang="en", **TINY_MODEL), TrainConfig(batch_size=16, show_progress=False, **kw),
-                   log=lambda s: None)
+                   log=lambda s: None, watch=watch)
 
 
 def test_same_seed_same_model(tiny_beir):
@@ -267,3 +267,54 @@ def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_p
     rec = json.loads((out / "training.json").read_text())
     assert rec["teacher_used"]["teacher"] == "all-MiniLM-L6-v2" and rec["teacher_fallback"] is None
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # documents and queries, cached
+
+
+def test_watched_dev_sets_are_scored_every_epoch_and_never_steer_training(tiny_beir, tmp_path):
+    """``--watch-data``: another set's dev split is scored after every epoch with the weights of that
+    epoch, and recorded; the weights and the epoch chosen are those of a run without it."""
+    from tests.synthetic import make_beir
+
+    drift = load_beir(make_beir(tmp_path / "drift", n_entities=30, seed=5))
+    data = load_beir(tiny_beir)
+    # A high learning rate: dev peaks before the last epoch, and the drifted set peaks at another one.
+    kw = dict(epochs=4, seed=3, lr=0.05, patience=100)
+    plain = small_trainer(data, **kw)
+    res_plain = plain.fit()
+    watched = small_trainer(data, watch=[drift], **kw)
+    res = watched.fit()
+    scores = [h["watch"]["drift"]["ndcg@10"] for h in res.history]
+    assert res.best_epoch not in (4, int(np.argmax(scores)))  # so the checks below can tell the epochs apart
+    assert res.best_epoch == res_plain.best_epoch
+    for a, b in zip(plain.model.state_dict().values(), watched.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [sorted(h["watch"]) for h in res.history] == [["drift"]] * 5  # epoch 0 (untrained) and 1..4
+    assert "watch" not in res_plain.history[1]
+    # The figure at the chosen epoch is the chosen weights' own score on the drifted dev split.
+    again = evaluate_dense(Encoder(watched.model, watched.vocab), drift, drift.split("dev")).metrics
+    assert res.best_watch["drift"]["ndcg@10"] == pytest.approx(again["ndcg@10"], abs=1e-9)
+    assert res.best_watch == res.history[res.best_epoch]["watch"]
+
+
+def test_cli_watch_data_records_it_and_refuses_a_set_without_dev(tiny_beir, tmp_path):
+    import shutil
+
+    from tests.synthetic import make_beir
+
+    drift = make_beir(tmp_path / "drift", n_entities=30, seed=5)
+    out = tmp_path / "m"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "2", "--watch-data", str(drift), *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert "watched dev ndcg@10: drift" in r.stdout and "drift dev ndcg@10" in r.stdout.splitlines()[-2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    training = json.loads((out / "training.json").read_text())
+    best = next(e for e in metrics["epochs"] if e["epoch"] == metrics["best_epoch"])
+    assert metrics["best_watch"] == training["best_watch"] == best["watch"]
+    assert 0.0 <= best["watch"]["drift"]["ndcg@10"] <= 1.0
+
+    nodev = tmp_path / "nodev"
+    shutil.copytree(drift, nodev)
+    (nodev / "qrels" / "dev.tsv").unlink()
+    out2 = tmp_path / "m2"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out2), "--epochs", "1", "--watch-data", str(nodev), *SMALL)
+    assert r.returncode == 2 and "--watch-data" in r.stderr and "no dev split" in r.stderr
+    assert "Traceback" not in r.stderr and not out2.exists()
