@@ -28,12 +28,12 @@ from cli._run import UsageError, run_cli
 from common.fs import ForeignFolderError, guard_target
 from index.build import fit_model_fusion
 from models.config import ModelConfig, TrainConfig
-from models.data import Dataset, load_dataset
+from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
 from models.io import is_model_dir, load_model, write_fusion
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
-from models.training import Trainer
+from models.training import Trainer, check_watch
 
 # Fields with an option of their own below (or none: free-form notes).
 _SKIP = {"lang", "extra", "show_progress"}
@@ -85,8 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", help="continue training (fine-tune) this model directory")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--watch-data", action="append", default=[], metavar="DIR",
-                   help="also score this BEIR folder's dev split after every epoch (e.g. real users' questions "
-                        "over the same corpus): logged and in metrics.json, never used to choose the epoch; repeatable")
+                   help="also score this dataset's dev split after every epoch (e.g. real users' questions "
+                        "over the same corpus): logged and in metrics.json, never used to choose the epoch; "
+                        "repeatable, each with a name (its folder's) of its own")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_field_options(p.add_argument_group("training"), TrainConfig)
     add_field_options(p.add_argument_group("model"), ModelConfig)
@@ -107,12 +108,18 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {e}") from e
 
 
-def load_watched(path: str) -> Dataset:
-    """A ``--watch-data`` folder: a BEIR dataset with a dev split (its train split, if any, is not read)."""
-    ds = load_dataset(path)
-    if not ds.qrels.get("dev"):
-        raise UsageError(f"--watch-data {path}: no dev split (qrels/dev.tsv) to score")
-    return ds
+def load_watched(paths: list[str], data: Dataset) -> list[Dataset]:
+    """The ``--watch-data`` sets, loaded and checked (a dev split each, names of their own) before any
+    slow work, so a mistake costs seconds, not a teacher's encoding. A pairs file's dev split is its
+    hashed tenth, as for ``--data``."""
+    watch = []
+    for p in paths:
+        try:
+            watch.append(load_dataset(p))
+            check_watch(watch, data.name)
+        except DataError as e:
+            raise UsageError(f"--watch-data {p}: {e}") from e
+    return watch
 
 
 def given(a: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     data = load_dataset(a.data)
-    watch = [load_watched(w) for w in a.watch_data]
+    watch = load_watched(a.watch_data, data)
     init = load_model(a.init) if a.init else None
     lang = init.config.lang if init else resolve_lang(data, a.lang)
     mcfg, tcfg = resolve(lang, a.preset, given(a))

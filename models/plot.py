@@ -26,9 +26,11 @@ def plot_curve(history: list[dict[str, Any]]) -> bytes | None:
         ax2 = ax.twinx()
         if dev:
             ax2.plot([e for e, _ in dev], [v for _, v in dev], "s-", color="tab:blue", label="dev NDCG@10")
-        for name in watched:  # cross-distribution sets, dashed: seen, never used to pick the epoch
+        colours = ["tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:gray"]  # not dev's blue
+        for i, name in enumerate(watched):  # cross-distribution sets, dashed: seen, never used to pick the epoch
             pts = [(h["epoch"], h["watch"][name]["ndcg@10"]) for h in history if name in h.get("watch", {})]
-            ax2.plot([e for e, _ in pts], [v for _, v in pts], "^--", label=f"{name} dev NDCG@10")
+            ax2.plot([e for e, _ in pts], [v for _, v in pts], "^--", color=colours[i % len(colours)],
+                     label=f"{name} dev NDCG@10")
         ax2.set_ylabel("dev NDCG@10")
         fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()

@@ -36,11 +36,27 @@ from .sampler import NegativeSampler
 from .teacher import TeacherVectors
 from .tower import LSTMDSSM, Packed
 
-__all__ = ["Example", "TeacherVectors", "TrainConfig", "TrainResult", "Trainer"]
+__all__ = ["Example", "TeacherVectors", "TrainConfig", "TrainResult", "Trainer", "check_watch"]
 
 # Kinds of training example: a labelled (question, answer) pair, or a pseudo-query made from a document.
 PAIR, SPAN, ICT = 0, 1, 2
 Example = tuple[int, int, int]  # (kind, training-query index or -1, corpus index of the positive)
+
+
+def capped(qrels: dict[str, dict[str, int]], n: int | None) -> dict[str, dict[str, int]]:
+    """The first ``n`` queries of a split by id (all when ``n`` is None): ``--dev-max-queries``."""
+    return {q: qrels[q] for q in sorted(qrels)[:n]} if n and len(qrels) > n else qrels
+
+
+def check_watch(watch: Sequence[Dataset], data_name: str) -> None:
+    """Watched sets need a dev split and names of their own (the name keys their figures); else DataError."""
+    names = [data_name]
+    for w in watch:
+        if not w.qrels.get("dev"):
+            raise DataError(f"{w.name}: a watched dataset needs a dev split (qrels/dev.tsv) to score")
+        if w.name in names:
+            raise DataError(f"{w.name}: two datasets of this run share that name (it keys the figures)")
+        names.append(w.name)
 
 
 @dataclass
@@ -120,17 +136,10 @@ class Trainer:
             pool = [s for t in crng.sample(self.doc_texts, min(3000, len(self.doc_texts))) for s in sentences(t)]
             self.context = [s for s in pool if 4 <= len(s.split()) <= 20]
         self.sampler = NegativeSampler(len(corpus), self.relevant, hard_negatives, cfg.hard_fraction, seed=cfg.seed)
-        self.dev = data.qrels.get("dev") or {}
-        if cfg.dev_max_queries and len(self.dev) > cfg.dev_max_queries:
-            keep = sorted(self.dev)[: cfg.dev_max_queries]
-            self.dev = {q: self.dev[q] for q in keep}
+        self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        for w in watch:
-            if not w.qrels.get("dev"):
-                raise DataError(f"{w.name}: a watched dataset needs a dev split")
-        if len({w.name for w in watch}) != len(watch):
-            raise DataError("watched datasets need distinct names")
-        self.watch = list(watch)
+        check_watch(watch, data.name)
+        self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -150,19 +159,26 @@ class Trainer:
 
     def evaluate_watch(self) -> dict[str, dict[str, float]]:
         """Dev metrics of each watched dataset, by its name (exact search over its own corpus)."""
-        out = {}
+        out: dict[str, dict[str, float]] = {}
         self.model.eval()
         enc = Encoder(self.model, self.vocab)
-        for w in self.watch:
-            out[w.name] = evaluate_dense(enc, w, w.split("dev")).metrics
+        for w, dev in self.watch:
+            out[w.name] = evaluate_dense(enc, w, dev).metrics
         self.model.train()
         return out
 
-    def evaluate_all(self) -> tuple[dict[str, float] | None, dict[str, dict[str, float]]]:
-        dev, watch = self.evaluate(), self.evaluate_watch()
-        if watch:
-            self.log("  watched dev ndcg@10: " + ", ".join(f"{n} {m['ndcg@10']:.4f}" for n, m in watch.items()))
-        return dev, watch
+    def evaluate_all(self) -> tuple[dict[str, float] | None, dict[str, dict[str, float]], float, float]:
+        """(dev metrics, watched sets' metrics, seconds of each): the budget reserves them apart, since
+        the work after training (the fusion fit) repeats the dev evaluation only."""
+        t0 = time.monotonic()
+        dev = self.evaluate()
+        t1 = time.monotonic()
+        watch = self.evaluate_watch()
+        return dev, watch, t1 - t0, time.monotonic() - t1
+
+    @staticmethod
+    def watched_text(watch: dict[str, dict[str, float]]) -> str:
+        return "".join(f"; {n} dev ndcg@10 {m['ndcg@10']:.4f}" for n, m in watch.items())
 
     # -- examples -------------------------------------------------------------------------------------
 
@@ -245,13 +261,12 @@ class Trainer:
     def fit(self) -> TrainResult:
         cfg = self.cfg
         history: list[dict[str, Any]] = []
-        t_eval = time.monotonic()
-        dev0, watch0 = self.evaluate_all()
-        eval_cost = time.monotonic() - t_eval  # the watched sets' too: each epoch pays for them
+        dev0, watch0, dev_cost, watch_cost = self.evaluate_all()
         history.append({"epoch": 0, "loss": None, "dev": dev0, "elapsed_s": round(self.elapsed(), 1),
                         **({"watch": watch0} if watch0 else {})})
-        if dev0:
-            self.log(f"epoch 0 (untrained): dev ndcg@10 {dev0['ndcg@10']:.4f}")
+        if dev0 or watch0:
+            self.log("epoch 0 (untrained): " + (f"dev ndcg@10 {dev0['ndcg@10']:.4f}" if dev0 else "no dev")
+                     + self.watched_text(watch0))
         best_score, best_epoch = (dev0["ndcg@10"] if dev0 else float("-inf")), 0
         best_state = copy.deepcopy(self.model.state_dict())
         bad_epochs, stopped = 0, "epochs"
@@ -263,8 +278,9 @@ class Trainer:
             total, n, t_ep, out_of_time = 0.0, 0, time.monotonic(), False
             bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.show_progress, unit="batch", leave=False)
             for batch in bar:
-                # Stop early enough to leave time for a dev evaluation and the final save.
-                if self.budget_left() < eval_cost * (1.2 + self.reserve_evals) + 10:
+                # Stop early enough to leave time for this epoch's evaluations, the caller's reserved dev
+                # evaluations and the final save.
+                if self.budget_left() < (dev_cost + watch_cost) * 1.2 + dev_cost * self.reserve_evals + 10:
                     out_of_time = True
                     break
                 total += self.step(batch, rng) * len(batch)
@@ -275,8 +291,7 @@ class Trainer:
                 stopped = "time"
                 break
             t_eval = time.monotonic()
-            dev, watch = self.evaluate_all()
-            eval_cost = time.monotonic() - t_eval
+            dev, watch, dev_cost, watch_cost = self.evaluate_all()
             rec = {
                 "epoch": epoch,
                 "loss": total / n,
@@ -291,7 +306,7 @@ class Trainer:
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"
-            self.log(msg + f" ({self.elapsed() / 60:.1f} min)")
+            self.log(msg + self.watched_text(watch) + f" ({self.elapsed() / 60:.1f} min)")
             if score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())

@@ -120,9 +120,13 @@ def test_same_seed_same_model(tiny_beir):
     np.testing.assert_array_equal(vecs[0], vecs[1])
 
 
-def test_max_minutes_bounds_the_run(tiny_beir):
+@pytest.mark.parametrize("watched", [False, True])
+def test_max_minutes_bounds_the_run(tiny_beir, tmp_path, watched):
+    from tests.synthetic import make_beir
+
     data = load_beir(tiny_beir)
-    t = small_trainer(data, epochs=10_000, max_minutes=0.25, patience=10_000)
+    watch = [load_beir(make_beir(tmp_path / "drift", n_entities=30, seed=5))] if watched else []
+    t = small_trainer(data, epochs=10_000, max_minutes=0.25, patience=10_000, watch=watch)
     res = t.fit()
     assert res.stopped == "time" and res.seconds < 0.25 * 60 + 5
 
@@ -295,7 +299,7 @@ def test_watched_dev_sets_are_scored_every_epoch_and_never_steer_training(tiny_b
     assert res.best_watch == res.history[res.best_epoch]["watch"]
 
 
-def test_cli_watch_data_records_it_and_refuses_a_set_without_dev(tiny_beir, tmp_path):
+def test_cli_watch_data_records_it_and_refuses_what_it_cannot_score(tiny_beir, tmp_path):
     import shutil
 
     from tests.synthetic import make_beir
@@ -304,17 +308,29 @@ def test_cli_watch_data_records_it_and_refuses_a_set_without_dev(tiny_beir, tmp_
     out = tmp_path / "m"
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "2", "--watch-data", str(drift), *SMALL)
     assert r.returncode == 0, r.stderr
-    assert "watched dev ndcg@10: drift" in r.stdout and "drift dev ndcg@10" in r.stdout.splitlines()[-2]
+    lines = r.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("epoch 2:") and "; drift dev ndcg@10 " in ln]
+    saved = next(ln for ln in lines if ln.startswith("saved "))
     metrics = json.loads((out / "metrics.json").read_text())
     training = json.loads((out / "training.json").read_text())
     best = next(e for e in metrics["epochs"] if e["epoch"] == metrics["best_epoch"])
     assert metrics["best_watch"] == training["best_watch"] == best["watch"]
-    assert 0.0 <= best["watch"]["drift"]["ndcg@10"] <= 1.0
+    assert f"drift dev ndcg@10 {best['watch']['drift']['ndcg@10']:.4f}" in saved
 
     nodev = tmp_path / "nodev"
     shutil.copytree(drift, nodev)
     (nodev / "qrels" / "dev.tsv").unlink()
-    out2 = tmp_path / "m2"
-    r = train_cli("--data", str(tiny_beir), "--out", str(out2), "--epochs", "1", "--watch-data", str(nodev), *SMALL)
-    assert r.returncode == 2 and "--watch-data" in r.stderr and "no dev split" in r.stderr
-    assert "Traceback" not in r.stderr and not out2.exists()
+    same_name = tmp_path / "other" / "drift"
+    shutil.copytree(drift, same_name)
+    pairs = tmp_path / "pairs.tsv"  # a pairs file is a dataset too: its hashed tenth is its dev split
+    pairs.write_text("".join(f"what is thing {i}\tthing {i} is a kind of widget number {i}\n" for i in range(40)))
+    for watch, message in (([nodev], "needs a dev split"), ([drift, same_name], "share that name"),
+                           ([tiny_beir], "share that name"), ([tmp_path / "missing"], "not found")):
+        out2 = tmp_path / "refused"
+        args = [a for w in watch for a in ("--watch-data", str(w))]
+        r = train_cli("--data", str(tiny_beir), "--out", str(out2), "--epochs", "1", *args, *SMALL)
+        assert r.returncode == 2 and "--watch-data" in r.stderr and message in r.stderr, (watch, r.stderr)
+        assert "Traceback" not in r.stderr and not out2.exists()
+    r = train_cli("--data", str(tiny_beir), "--out", str(tmp_path / "m3"), "--epochs", "1", "--watch-data", str(pairs), *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert "pairs" in json.loads((tmp_path / "m3" / "metrics.json").read_text())["best_watch"]
