@@ -33,7 +33,7 @@ from models.encoder import Encoder
 from models.io import is_model_dir, load_model, write_fusion
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
-from models.training import Trainer, check_watch
+from models.training import Trainer, check_watch, watched_text
 
 # Fields with an option of their own below (or none: free-form notes).
 _SKIP = {"lang", "extra", "show_progress"}
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     msg = f"saved {out} (best epoch {res.best_epoch}, stopped: {res.stopped}, {res.seconds / 60:.1f} min)"
     if best:
         msg += f"; dev ndcg@10 {best['ndcg@10']:.4f} mrr@10 {best['mrr@10']:.4f} recall@100 {best['recall@100']:.4f}"
-    for name, m in res.best_watch.items():
-        msg += f"; {name} dev ndcg@10 {m['ndcg@10']:.4f}"
-    print(msg, flush=True)
+    print(msg + watched_text(res.best_watch), flush=True)
     # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted):
     # fitted on the dev split and on probe queries of the corpus (index/fusion.py choose_model_fusion).
     fusion = fit_model_fusion(Encoder.load(out), data, max_dev=tcfg.dev_max_queries)

@@ -36,7 +36,7 @@ from .sampler import NegativeSampler
 from .teacher import TeacherVectors
 from .tower import LSTMDSSM, Packed
 
-__all__ = ["Example", "TeacherVectors", "TrainConfig", "TrainResult", "Trainer", "check_watch"]
+__all__ = ["Example", "TeacherVectors", "TrainConfig", "TrainResult", "Trainer", "check_watch", "watched_text"]
 
 # Kinds of training example: a labelled (question, answer) pair, or a pseudo-query made from a document.
 PAIR, SPAN, ICT = 0, 1, 2
@@ -57,6 +57,11 @@ def check_watch(watch: Sequence[Dataset], data_name: str) -> None:
         if w.name in names:
             raise DataError(f"{w.name}: two datasets of this run share that name (it keys the figures)")
         names.append(w.name)
+
+
+def watched_text(watch: dict[str, dict[str, float]]) -> str:
+    """The watched sets' figures as a log line's tail (each epoch's line, and train.py's last one)."""
+    return "".join(f"; {n} dev ndcg@10 {m['ndcg@10']:.4f}" for n, m in watch.items())
 
 
 @dataclass
@@ -149,23 +154,18 @@ class Trainer:
             return float("inf")
         return self.cfg.max_minutes * 60 - self.elapsed()
 
-    def evaluate(self) -> dict[str, float] | None:
-        if not self.dev:
-            return None
-        self.model.eval()
-        ev = evaluate_dense(Encoder(self.model, self.vocab), self.data, self.dev)
+    def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+        """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training."""
+        ev = evaluate_dense(Encoder(self.model, self.vocab), data, qrels)  # Encoder puts the model in eval mode
         self.model.train()
         return ev.metrics
 
+    def evaluate(self) -> dict[str, float] | None:
+        return self._dev_metrics(self.data, self.dev) if self.dev else None
+
     def evaluate_watch(self) -> dict[str, dict[str, float]]:
-        """Dev metrics of each watched dataset, by its name (exact search over its own corpus)."""
-        out: dict[str, dict[str, float]] = {}
-        self.model.eval()
-        enc = Encoder(self.model, self.vocab)
-        for w, dev in self.watch:
-            out[w.name] = evaluate_dense(enc, w, dev).metrics
-        self.model.train()
-        return out
+        """Dev metrics of each watched dataset, by its name."""
+        return {w.name: self._dev_metrics(w, dev) for w, dev in self.watch}
 
     def evaluate_all(self) -> tuple[dict[str, float] | None, dict[str, dict[str, float]], float, float]:
         """(dev metrics, watched sets' metrics, seconds of each): the budget reserves them apart, since
@@ -175,10 +175,6 @@ class Trainer:
         t1 = time.monotonic()
         watch = self.evaluate_watch()
         return dev, watch, t1 - t0, time.monotonic() - t1
-
-    @staticmethod
-    def watched_text(watch: dict[str, dict[str, float]]) -> str:
-        return "".join(f"; {n} dev ndcg@10 {m['ndcg@10']:.4f}" for n, m in watch.items())
 
     # -- examples -------------------------------------------------------------------------------------
 
@@ -266,7 +262,7 @@ class Trainer:
                         **({"watch": watch0} if watch0 else {})})
         if dev0 or watch0:
             self.log("epoch 0 (untrained): " + (f"dev ndcg@10 {dev0['ndcg@10']:.4f}" if dev0 else "no dev")
-                     + self.watched_text(watch0))
+                     + watched_text(watch0))
         best_score, best_epoch = (dev0["ndcg@10"] if dev0 else float("-inf")), 0
         best_state = copy.deepcopy(self.model.state_dict())
         bad_epochs, stopped = 0, "epochs"
@@ -306,7 +302,7 @@ class Trainer:
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"
-            self.log(msg + self.watched_text(watch) + f" ({self.elapsed() / 60:.1f} min)")
+            self.log(msg + watched_text(watch) + f" ({self.elapsed() / 60:.1f} min)")
             if score > best_score:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())
