@@ -167,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
             fallback = str(e)
             log(f"warning: {e}; training WITHOUT distillation (the rest of the recipe is unchanged)")
             tcfg.distill = 0.0
+    lexical = None
+    if tcfg.lexical_distill > 0:
+        from models.lexical_teacher import LexicalTeacher
+
+        log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")
+        lexical = LexicalTeacher(data.corpus.full_texts(), mc.lang)
     # Two dev-evaluation costs stay for the fusion fit below, inside the same --max-minutes.
     trainer = Trainer(data, model, tcfg, log=log, started=started, vocab=vocab, hard_negatives=hard, teacher=teacher,
+                      lexical=lexical,
                       reserve_evals=2.0 if data.qrels.get("dev") else 0.0, watch=watch)
     res = trainer.fit()
     trainer.save(out, res, {"preset": a.preset, "lang": lang, "settings": settings, "teacher_fallback": fallback,

