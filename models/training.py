@@ -137,11 +137,11 @@ class Trainer:
         self.q_texts = [data.queries[q] for q in self.qids]
         self.q_feats = self.vocab.featurize(self.q_texts, mc.query_max_words)
         self.relevant = [{self.doc_index[d] for d in train[q]} for q in self.qids]
+        self.pairs = [(qi, di) for qi, rel in enumerate(self.relevant) for di in sorted(rel)]
+        if self.lexical is not None and self.lexical.weights.shape[0] != len(corpus):
+            raise ValueError("the BM25 teacher does not match the corpus")
         # The training questions' BM25 terms, tokenised once (rewritten or pseudo-queries: per step).
         self.q_terms = self.lexical.query_terms(self.q_texts) if self.lexical is not None else []
-        self.pairs = [(qi, di) for qi, rel in enumerate(self.relevant) for di in sorted(rel)]
-        if lexical is not None and lexical.weights.shape[0] != len(corpus):
-            raise ValueError("the BM25 teacher does not match the corpus")
         if teacher is not None and (len(teacher.queries) != len(self.qids) or len(teacher.docs) != len(corpus)):
             raise ValueError("teacher vectors do not match the training queries / corpus")
         # Context sentences for rewritten questions: short sentences of the corpus (fixed sample).
@@ -255,13 +255,14 @@ class Trainer:
         qv = self.model.query(Packed.from_lists(q_feats))  # (B, D) unit
         dv = self.model.doc(Packed.from_lists(cand_feats))  # (N, D) unit, N = B + B·J
         loss = dssm_loss(qv, dv, self.model.gamma, exclude)
+        student_cos = qv @ dv.t()  # (B, N), what the teachers' distributions are matched on
         if self.teacher is not None:
             rows = [m[3] for m in made]
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
             t_cos = tq @ self.teacher.docs[cands].t()  # (B, N)
-            loss = loss + self.cfg.distill * distill_kl(qv @ dv.t(), t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
+            loss = loss + self.cfg.distill * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
         if self.lexical is not None:
-            loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, qv @ dv.t(), cands, exclude)
+            loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, student_cos, cands, exclude)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
