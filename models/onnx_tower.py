@@ -124,7 +124,7 @@ class OnnxTower:
             starts = np.cumsum(glen) - glen
             # Empty words take no ids, so consecutive non-empty starts bound exactly one word's ids.
             words[nonempty] = np.add.reduceat(self.emb[ids], starts[nonempty], axis=0)
-        T = int(lengths.max()) if N else 0
+        T = max(int(lengths.max()), 1) if N else 0  # ≥ 1: a text of no words is read as one empty word
         x = np.zeros((T, N, E), dtype=np.float32)
         step = np.concatenate([np.arange(n) for n in lengths]) if len(grams) else np.zeros(0, np.int64)
         x[step, np.repeat(np.arange(N), lengths)] = words
@@ -132,21 +132,20 @@ class OnnxTower:
 
     def encode(self, texts: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
         x, lengths = self.word_inputs(texts)
-        h = np.zeros((len(texts), self.H), dtype=np.float32)  # a text of no words keeps the zero state
-        alive = np.flatnonzero(lengths > 0)
-        if alive.size:
-            xa = np.ascontiguousarray(x[:, alive]) if alive.size < len(texts) else x
-            feeds = {"X": xa, "L": lengths[alive]}
-            (out,) = self.session.run(["Y_h" if self.pooling == "last" else "Y"], feeds)
+        h = np.zeros((len(texts), self.H), dtype=np.float32)
+        if len(texts):
+            # A text of no words is read as one empty word (its zero slot in x), as the torch tower does.
+            lengths = np.maximum(lengths, 1)
+            (out,) = self.session.run(["Y_h" if self.pooling == "last" else "Y"], {"X": x, "L": lengths})
             if self.pooling == "last":
-                h[alive] = out[0]  # Y_h (1, n, H)
+                h = out[0]  # Y_h (1, N, H)
             else:
-                seq = out[:, 0]  # Y (T, 1, n, H) → (T, n, H)
-                mask = (np.arange(seq.shape[0])[:, None] < lengths[alive][None, :])[:, :, None]  # (T, n, 1)
+                seq = out[:, 0]  # Y (T, 1, N, H) → (T, N, H)
+                mask = (np.arange(seq.shape[0])[:, None] < lengths[None, :])[:, :, None]  # (T, N, 1)
                 if self.pooling == "max":
-                    h[alive] = np.where(mask, seq, -np.inf).max(axis=0)
+                    h = np.where(mask, seq, -np.inf).max(axis=0)
                 else:
-                    h[alive] = (seq * mask).sum(axis=0) / lengths[alive][:, None]
+                    h = (seq * mask).sum(axis=0) / lengths[:, None]
         y_out = h if self.proj_w is None else h @ self.proj_w + (self.proj_b if self.proj_b is not None else 0.0)
         norm = np.maximum(np.linalg.norm(y_out, axis=1, keepdims=True), 1e-12)  # F.normalize's eps
         return (y_out / norm).astype(np.float32, copy=False)

@@ -53,7 +53,7 @@ class Tower(nn.Module):
         self.proj = nn.Linear(cfg.hidden_dim, cfg.out_dim) if cfg.out_dim else nn.Identity()
 
     def word_vectors(self, p: Packed) -> Tensor:
-        """(B, T, E) word vectors, zero past each text's length."""
+        """(B, T, E) word vectors, zero past each text's length (T ≥ 1: see ``forward``)."""
         weights = None
         if self.training and self.cfg.ngram_dropout > 0 and p.ids.numel():
             keep = 1.0 - self.cfg.ngram_dropout
@@ -63,7 +63,7 @@ class Tower(nn.Module):
             keep = 1.0 - self.cfg.word_dropout
             words = words * (torch.bernoulli(torch.full((words.shape[0], 1), keep)) / keep)
         B = p.lengths.shape[0]
-        T = int(p.lengths.max()) if B else 0
+        T = max(int(p.lengths.max()), 1) if B else 0
         # Scatter the W words into their (text, step) slots of a zero (B*T, E) grid.
         t_idx = torch.arange(T).unsqueeze(0).expand(B, T)
         slot = (torch.arange(B).unsqueeze(1) * T + t_idx)[t_idx < p.lengths.unsqueeze(1)]  # (W,)
@@ -72,15 +72,19 @@ class Tower(nn.Module):
 
     def forward(self, p: Packed) -> Tensor:
         x = self.word_vectors(p)  # (B, T, E)
+        # A text with no words (punctuation only, say) is read as one empty word (a zero word vector):
+        # the zero initial state would have no direction once the vector is the hidden state itself
+        # (out_dim 0), and every text must map to a unit vector.
+        lengths = p.lengths.clamp(min=1)  # (B,)
         pooling = self.cfg.pooling
-        h, _, seq = self.lstm(x, p.lengths, return_sequence=pooling != "last")
+        h, _, seq = self.lstm(x, lengths, return_sequence=pooling != "last")
         if pooling != "last" and x.shape[1]:
             # seq repeats the frozen state past each text's end: mask those steps out of the pooling.
-            alive = (torch.arange(x.shape[1]).unsqueeze(0) < p.lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+            alive = (torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
             if pooling == "max":
-                h = torch.nan_to_num(seq.masked_fill(~alive, float("-inf")).amax(dim=1), neginf=0.0)
+                h = seq.masked_fill(~alive, float("-inf")).amax(dim=1)
             else:
-                h = (seq * alive).sum(dim=1) / p.lengths.clamp(min=1).unsqueeze(1).to(seq.dtype)
+                h = (seq * alive).sum(dim=1) / lengths.unsqueeze(1).to(seq.dtype)
         return F.normalize(self.proj(h), dim=-1)  # (B, D), unit length: dot product = cosine
 
 

@@ -120,6 +120,8 @@ def test_onnx_towers_equal_torch(tmp_path):
                 feats = vocab.featurize(texts, enc.max_words(tower))
                 with torch.no_grad():
                     ref = net(Packed.from_lists(feats)).numpy()
+                # every text a unit vector, "" and "- ." (no words) too, also without a projection's bias
+                np.testing.assert_allclose(np.linalg.norm(ref, axis=1), 1.0, atol=1e-5, err_msg=f"{pooling} {out_dim}")
                 for i, t in enumerate(texts):
                     assert np.abs(enc.encode([t], tower=tower)[0] - ref[i]).max() < 1e-5, (pooling, out_dim, tower, t)
                 assert np.abs(enc.encode(texts, tower=tower) - ref).max() < 1e-5  # one padded batch

@@ -213,10 +213,12 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert cfg["embed_dim"] == 128 and cfg["pooling"] == "max"  # from the demo preset
     assert cfg["hidden_dim"] == 24  # an explicit flag beats the preset
     assert cfg["doc_max_words"] == 48 and cfg["shared_towers"] is True
+    assert cfg["out_dim"] == 128  # the demo keeps its measured projection, whatever the language preset says
     training = json.loads((out / "training.json").read_text())
     assert training["preset"] == "demo" and training["batch_size"] == 64 and training["lr"] == 5e-3
     mc, tc = resolve("zh", None, {"augment": 0.5})
     assert mc.lang == "zh" and mc.doc_max_words == 64 and tc.augment == 0.5
+    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # the language presets: the hidden state is the vector
     mc, tc = resolve("en", None, {})
     assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
     with pytest.raises(KeyError):
