@@ -27,6 +27,7 @@ import torch
 from cli._run import UsageError, run_cli
 from common.fs import ForeignFolderError, guard_target
 from index.build import fit_model_fusion
+from index.errors import IndexBuildError
 from models.config import ModelConfig, TrainConfig
 from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     print(msg + watched_text(res.best_watch), flush=True)
     # The hybrid fusion the model carries for corpora without judgements (fusion.json; not fingerprinted):
     # fitted on the dev split and on probe queries of the corpus (index/fusion.py choose_model_fusion).
-    fusion = fit_model_fusion(Encoder.load(out), data, max_dev=tcfg.dev_max_queries)
+    try:
+        fusion = fit_model_fusion(Encoder.load(out), data, max_dev=tcfg.dev_max_queries)
+    except IndexBuildError as e:
+        raise UsageError(f"the model is saved in {out}, but its hybrid fusion could not be fitted: {e}") from e
     if fusion is not None:
         write_fusion(out, fusion)
         how = fusion["method"] + (f" on {fusion['base']}" if fusion["method"] == "adaptive" else "")
