@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from index.lexical import tokenize
+from index.lexical import _english_stemmer, tokenize
 
 
 class LexicalTeacher:
@@ -32,7 +32,8 @@ class LexicalTeacher:
 
     def __init__(self, doc_texts: Sequence[str], lang: str, k1: float = 1.5, b: float = 0.75) -> None:
         self.lang = lang
-        docs = tokenize(doc_texts, lang)
+        self._stemmer = _english_stemmer() if lang == "en" else None  # one for every step's queries
+        docs = tokenize(doc_texts, lang, self._stemmer)
         self.terms: dict[str, int] = {}
         rows, cols, tfs = [], [], []
         lengths = np.array([len(t) for t in docs], dtype=np.float64)
@@ -52,15 +53,17 @@ class LexicalTeacher:
         self.weights = sp.csr_matrix((w.astype(np.float32), (rows, cols)), shape=(n, max(len(self.terms), 1)))
 
     def query_terms(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Each text's distinct corpus term ids (terms the corpus lacks score nothing)."""
-        return [np.unique(np.array([self.terms[t] for t in toks if t in self.terms], dtype=np.int64))
-                for toks in tokenize(texts, self.lang)]
+        """Each text's corpus term ids, one per occurrence as bm25s scores them (a repeated term counts
+        again; terms the corpus lacks score nothing)."""
+        return [np.array([self.terms[t] for t in toks if t in self.terms], dtype=np.int64)
+                for toks in tokenize(texts, self.lang, self._stemmer)]
 
     def scores(self, query_terms: Sequence[np.ndarray], cands: Sequence[int]) -> Tensor:
         """(B, N) BM25 scores of B queries (as ``query_terms`` gives them) against N corpus documents."""
         indptr = np.zeros(len(query_terms) + 1, dtype=np.int64)
         indptr[1:] = np.cumsum([len(t) for t in query_terms])
         idx = np.concatenate(list(query_terms)) if len(query_terms) else np.zeros(0, dtype=np.int64)
+        # Repeated ids in a row are summed by the product: a term's weight once per occurrence.
         q = sp.csr_matrix((np.ones(len(idx), dtype=np.float32), idx, indptr), shape=(len(query_terms), self.weights.shape[1]))
         s = (q @ self.weights[np.asarray(cands, dtype=np.int64)].T).toarray()  # (B, N)
         return torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))

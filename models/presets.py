@@ -21,8 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # patience 3 stopped a quiet 2-core run at 11.2 of its 20 minutes (dev 0.9205, mediqa_qa dev 0.374);
     # running on: best epoch 17 at 16.1 min, dev 0.9264, mediqa_qa dev 0.378. The best epoch is kept.
     # The projection to 128 stays for English: the 256-d hidden state (out_dim 0) scored mediqa_qa dev
-    # 0.427 vs 0.370 but medquad dev 0.922 vs 0.929 (test: +0.012 / -0.010 dense), and it cost a fifth
-    # of the service's requests/s (medquad, 2 processes: 1,176 vs 1,396 at 8 clients; 8.5x MiniLM, under
+    # 0.427 vs 0.370 but medquad dev 0.922 vs 0.929 (test: +0.012 / -0.010 dense), and it cost 16 %
+    # of the service's requests/s (medquad, 2 processes: 1,176 vs 1,396 at 8 clients; 8.6x MiniLM, under
     # the 10x target). README, fourth lever round.
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,
            "distill": 1.0, "patience": 20},

@@ -278,7 +278,11 @@ class Trainer:
         texts = [m[4] for m in made]
         fresh = iter(self.lexical.query_terms([t for t in texts if t is not None]))
         terms = [next(fresh) if t is not None else self.q_terms[ex[1]] for ex, t in zip(batch, texts, strict=True)]
-        target, keep = lexical_targets(self.lexical.scores(terms, cands))  # (B, N), (B,)
+        scores = self.lexical.scores(terms, cands)  # (B, N)
+        # Other documents relevant to query i are no candidates of it: out before the row's best is taken.
+        others = exclude.clone()
+        others[torch.arange(len(batch)), torch.arange(len(batch))] = False
+        target, keep = lexical_targets(scores.masked_fill(others, 0.0))  # (B, N), (B,)
         return distill_kl(student_cos, target, self.model.gamma, self.cfg.lexical_tau, exclude, rows=keep)
 
     # -- the loop -------------------------------------------------------------------------------------

@@ -26,14 +26,14 @@ ZH = ["感冒灵颗粒的功效", "头痛吃什么药", "感冒了头痛怎么�
 
 @pytest.mark.parametrize("docs, lang, queries", [
     (EN, "en", ["glaucoma symptoms", "what is diabetes blood sugar", "zebra"]),
-    (ZH, "zh", ["感冒头痛", "糖尿病", "鲸鱼"]),
+    (ZH, "zh", ["感冒头痛感冒", "糖尿病", "鲸鱼"]),
 ])
 def test_scores_are_bm25s_scores(docs, lang, queries):
     lt = LexicalTeacher(docs, lang)
     bm = BM25(lang).index(docs)
     got = lt.scores(lt.query_terms(queries), list(range(len(docs)))).numpy()  # (Q, D)
     for i, toks in enumerate(tokenize(queries, lang)):
-        known = [t for t in dict.fromkeys(toks) if t in lt.terms]
+        known = [t for t in toks if t in lt.terms]  # repeated terms count again, as in bm25s
         want = bm.model.get_scores(known) if known else np.zeros(len(docs))
         np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-6)
     assert got[0].max() > 0 and not got[2].any()  # the last query shares no term with the corpus
@@ -60,7 +60,9 @@ def test_the_loss_scores_each_examples_own_query_against_the_batchs_candidates(t
                 TrainConfig(batch_size=8, negatives=2, lexical_distill=1.0, augment=1.0, show_progress=False),
                 lexical=lt, log=lambda s: None)
     rng = random.Random(3)
-    batch = [(PAIR, q, d) for q, d in t.pairs[:4]] + [(SPAN, -1, d) for d in (1, 5, 9)]
+    # pairs from the middle (query index ≠ batch position) interleaved with pseudo-queries
+    p = t.pairs[5:9]
+    batch = [(PAIR, *p[0]), (SPAN, -1, 1), (PAIR, *p[1]), (SPAN, -1, 5), (PAIR, *p[2]), (PAIR, *p[3]), (SPAN, -1, 9)]
     made = [t.example(ex, rng) for ex in batch]
     cands = [ex[2] for ex in batch] + [0, 2, 4]
     exclude = torch.tensor([[c in m[2] for c in cands] for m in made], dtype=torch.bool)
@@ -69,10 +71,13 @@ def test_the_loss_scores_each_examples_own_query_against_the_batchs_candidates(t
 
     bm = BM25("en").index(data.corpus.full_texts())
     texts = [t.q_texts[ex[1]] if m[4] is None else m[4] for ex, m in zip(batch, made, strict=True)]
-    assert all(m[4] is None for m in made[:4]) and all(m[4] for m in made[4:])
-    full = np.stack([bm.model.get_scores([w for w in dict.fromkeys(toks) if w in lt.terms])
+    assert [m[4] is None for m in made] == [ex[0] == PAIR for ex in batch]
+    full = np.stack([bm.model.get_scores([w for w in toks if w in lt.terms])
                      for toks in tokenize(texts, "en")])  # (B, n_docs)
     s = torch.tensor(full[:, cands], dtype=torch.float32)
+    others = exclude.clone()
+    others[torch.arange(len(batch)), torch.arange(len(batch))] = False
+    s = s.masked_fill(others, 0.0)
     keep = s.max(dim=1).values > 0
     want = distill_kl(student, s / s.max(dim=1, keepdim=True).values.clamp_min(1e-9), t.model.gamma, 0.1,
                       exclude, rows=keep)
