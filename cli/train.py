@@ -32,6 +32,7 @@ from models.config import ModelConfig, TrainConfig
 from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
 from models.io import is_model_dir, load_model, write_fusion
+from models.lexical_teacher import LexicalTeacher
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
 from models.training import Trainer, check_watch, watched_text
@@ -170,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
             tcfg.distill = 0.0
     lexical = None
     if tcfg.lexical_distill > 0:
-        from models.lexical_teacher import LexicalTeacher
-
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")
         lexical = LexicalTeacher(data.corpus.full_texts(), mc.lang)
     # Two dev-evaluation costs stay for the fusion fit below, inside the same --max-minutes.

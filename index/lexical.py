@@ -30,14 +30,15 @@ def tokenize(texts: Sequence[str], lang: str, stemmer: object | None = None) -> 
     """Each text's terms as BM25 sees them, for documents and queries alike: English through bm25s
     (its regex, English stopwords, the Snowball stemmer), Chinese as characters + bigrams."""
     if lang == "en":
-        stemmer = stemmer or _english_stemmer()
+        stemmer = stemmer or english_stemmer()
         return [list(t) for t in bm25s.tokenize(
             list(texts), stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False
         )]
     return [zh_tokens(t) for t in texts]
 
 
-def _english_stemmer() -> object:
+def english_stemmer() -> object:
+    """The Snowball stemmer of the English tokenisation (build one and pass it to ``tokenize`` per batch)."""
     return Stemmer.Stemmer("english")
 
 
@@ -47,7 +48,7 @@ class BM25:
     def __init__(self, lang: str = "en") -> None:
         self.lang = lang
         self.model = bm25s.BM25()
-        self._stemmer = Stemmer.Stemmer("english") if lang == "en" else None
+        self._stemmer = english_stemmer() if lang == "en" else None
 
     def _tokenize(self, texts: Sequence[str]) -> object:
         if self.lang == "en":

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from index.lexical import _english_stemmer, tokenize
+from index.lexical import english_stemmer, tokenize
 
 
 class LexicalTeacher:
@@ -32,7 +32,7 @@ class LexicalTeacher:
 
     def __init__(self, doc_texts: Sequence[str], lang: str, k1: float = 1.5, b: float = 0.75) -> None:
         self.lang = lang
-        self._stemmer = _english_stemmer() if lang == "en" else None  # one for every step's queries
+        self._stemmer = english_stemmer() if lang == "en" else None  # one for every step's queries
         docs = tokenize(doc_texts, lang, self._stemmer)
         self.terms: dict[str, int] = {}
         rows, cols, tfs = [], [], []

@@ -7,6 +7,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def other_relevant(exclude: Tensor) -> Tensor:
+    """``exclude`` (B, N) without its diagonal: candidate j is relevant to query i and is not i's own
+    labelled positive (column i), so it is neither a negative nor a target of query i."""
+    B = exclude.shape[0]
+    out = exclude.clone()
+    out[torch.arange(B), torch.arange(B)] = False
+    return out
+
+
 def dssm_loss(q: Tensor, d: Tensor, gamma: Tensor | float, exclude: Tensor | None = None) -> Tensor:
     """Mean of −log P(d⁺ | q) with P = softmax over candidates of γ·cos(q, d).
 
@@ -18,9 +27,7 @@ def dssm_loss(q: Tensor, d: Tensor, gamma: Tensor | float, exclude: Tensor | Non
     B = q.shape[0]
     logits = gamma * (q @ d.t())  # (B, N)
     if exclude is not None:
-        exclude = exclude.clone()
-        exclude[torch.arange(B), torch.arange(B)] = False
-        logits = logits.masked_fill(exclude, float("-inf"))
+        logits = logits.masked_fill(other_relevant(exclude), float("-inf"))
     return F.cross_entropy(logits, torch.arange(B))
 
 
@@ -39,14 +46,12 @@ def distill_kl(
     document relevant to query i); the diagonal (the labelled positive) always stays. ``rows`` (B,) bool:
     average over these queries only (a teacher with no opinion on the others).
     """
-    B = student_cos.shape[0]
     s = gamma * student_cos
     t = teacher_cos / tau
     if exclude is not None:
-        exclude = exclude.clone()
-        exclude[torch.arange(B), torch.arange(B)] = False
-        s = s.masked_fill(exclude, float("-inf"))
-        t = t.masked_fill(exclude, float("-inf"))
+        others = other_relevant(exclude)
+        s = s.masked_fill(others, float("-inf"))
+        t = t.masked_fill(others, float("-inf"))
     log_ps = F.log_softmax(s, dim=1)  # (B, N)
     log_pt = F.log_softmax(t, dim=1)  # (B, N)
     pt = log_pt.exp()

@@ -30,7 +30,7 @@ from .encoder import Encoder
 from .featurizer import Vocab, split_words, word_ngrams
 from .io import LoadedModel, save_model
 from .lexical_teacher import LexicalTeacher, lexical_targets
-from .loss import distill_kl, dssm_loss
+from .loss import distill_kl, dssm_loss, other_relevant
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
@@ -280,9 +280,7 @@ class Trainer:
         terms = [next(fresh) if t is not None else self.q_terms[ex[1]] for ex, t in zip(batch, texts, strict=True)]
         scores = self.lexical.scores(terms, cands)  # (B, N)
         # Other documents relevant to query i are no candidates of it: out before the row's best is taken.
-        others = exclude.clone()
-        others[torch.arange(len(batch)), torch.arange(len(batch))] = False
-        target, keep = lexical_targets(scores.masked_fill(others, 0.0))  # (B, N), (B,)
+        target, keep = lexical_targets(scores.masked_fill(other_relevant(exclude), 0.0))  # (B, N), (B,)
         return distill_kl(student_cos, target, self.model.gamma, self.cfg.lexical_tau, exclude, rows=keep)
 
     # -- the loop -------------------------------------------------------------------------------------
