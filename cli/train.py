@@ -14,6 +14,7 @@ the language's preset (en or zh, models/presets.py), the --preset named, and the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import types
@@ -100,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("epochs", "batch_size"):
         if getattr(a, name) is not None and getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if a.embed_lr is not None and not a.embed_lr >= 0:
+    if a.embed_lr is not None and not (math.isfinite(a.embed_lr) and a.embed_lr >= 0):
         p.error("--embed-lr must be 0 (frozen) or more")
     if a.word_init_words is not None and a.word_init_words < 2:
         p.error("--word-init-words must be at least 2")
@@ -142,29 +143,27 @@ def given(a: argparse.Namespace) -> dict[str, Any]:
 
 def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig,
                log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
-    """``--word-init teacher``: the n-gram table fitted to the teacher's word vectors; (record, None), or
-    (None, why not) when the teacher is not installed or the language is not English (training goes on
-    from the random table, and says so)."""
+    """``--word-init teacher``: (record, None), or (None, why not) when the teacher is not installed or the
+    text is not English; training then goes on from the random table (``tcfg.word_init`` set back to
+    random, as a missing teacher sets ``distill`` to 0) and says so."""
     from models.teacher import Teacher, TeacherUnavailable, cached_embed
-    from models.word_init import init_from_teacher
+    from models.word_init import init_model_words
 
+    why = None
     if model.cfg.lang != "en":
-        why = f"--word-init teacher: {tcfg.teacher} reads English only; the n-gram table starts random"
-        log(f"warning: {why}")
-        return None, why
-    try:
-        teacher = Teacher(tcfg.teacher)
-    except TeacherUnavailable as e:
-        log(f"warning: {e}; the n-gram table starts random (the rest of the recipe is unchanged)")
-        return None, str(e)
-    texts = [data.queries[q] for q in train_query_ids(data)] + data.corpus.full_texts()
-    done = init_from_teacher(model.query.embed, vocab, texts,
-                             lambda words: cached_embed(teacher, words, tcfg.teacher_cache, log, "words"),
-                             max_words=tcfg.word_init_words, log=log)
-    if model.doc is not model.query:
-        model.doc.embed.weight.data.copy_(model.query.embed.weight.data)
-    model.cfg.extra["word_init_from"] = tcfg.teacher
-    return {"teacher": tcfg.teacher, **done.record}, None
+        why = f"--word-init teacher: {tcfg.teacher} reads English only"
+    else:
+        try:
+            teacher = Teacher(tcfg.teacher)
+            texts = [data.queries[q] for q in train_query_ids(data)] + data.corpus.full_texts()
+            return init_model_words(model, vocab, texts, tcfg.teacher,
+                                    lambda words: cached_embed(teacher, words, tcfg.teacher_cache, log, "words"),
+                                    max_words=tcfg.word_init_words, log=log), None
+        except (TeacherUnavailable, ValueError) as e:
+            why = f"--word-init teacher: {e}"
+    log(f"warning: {why}; the n-gram table starts random (the rest of the recipe is unchanged)")
+    tcfg.word_init = "random"
+    return None, why
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"warning: {e}; training WITHOUT distillation (the rest of the recipe is unchanged)")
             tcfg.distill = 0.0
     word_init, word_fallback = None, None
-    if tcfg.word_init == "teacher" and init is None:
+    if tcfg.word_init == "teacher" and init is not None:
+        word_fallback = "--word-init teacher: not when fine-tuning (--init keeps the model's own table)"
+        log(f"warning: {word_fallback}")
+        tcfg.word_init = "random"
+    elif tcfg.word_init == "teacher":
         word_init, word_fallback = init_words(data, model, vocab, tcfg, log)
     lexical = None
     if tcfg.lexical_distill > 0:

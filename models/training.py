@@ -76,15 +76,19 @@ class TrainResult:
 
 
 def param_groups(model: LSTMDSSM, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The optimiser's parameter groups: the n-gram tables at ``cfg.embed_lr`` × lr (left out when 0:
-    frozen), everything else at lr."""
+    """The optimiser's parameter groups: the n-gram tables at ``cfg.embed_lr`` × lr, everything else at lr.
+
+    A frozen table (``embed_lr`` 0) is left out and gets no gradient (``requires_grad`` off, so the backward
+    pass skips the (R, E) table's gradient); any other share turns it back on, so a network trained frozen
+    and then fine-tuned learns its table again."""
     tables = {id(t.embed.weight): t.embed.weight for t in (model.query, model.doc)}
-    rest = [p for p in model.parameters() if id(p) not in tables]
-    if cfg.embed_lr == 1.0:
-        return [{"params": list(model.parameters())}]
     for w in tables.values():
         w.requires_grad_(cfg.embed_lr > 0)
-    return [{"params": rest}] + ([{"params": list(tables.values()), "lr": cfg.lr * cfg.embed_lr}] if cfg.embed_lr > 0 else [])
+    if cfg.embed_lr == 1.0:
+        return [{"params": list(model.parameters())}]
+    rest = [p for p in model.parameters() if id(p) not in tables]
+    slow = [{"params": list(tables.values()), "lr": cfg.lr * cfg.embed_lr}] if cfg.embed_lr > 0 else []
+    return [{"params": rest}, *slow]
 
 
 class Trainer:
@@ -134,6 +138,9 @@ class Trainer:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
+        if cfg.word_init == "teacher" and "word_init_from" not in model.cfg.extra:
+            raise ValueError("TrainConfig.word_init 'teacher' needs a network whose table was fitted first "
+                             "(models.word_init.init_model_words)")
         if cfg.lexical_distill > 0 and lexical is None:
             raise ValueError("TrainConfig.lexical_distill > 0 needs the corpus's BM25 teacher (lexical=...)")
         self.model, self.vocab, self.teacher = model, vocab, teacher if cfg.distill > 0 else None

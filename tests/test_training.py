@@ -25,7 +25,7 @@ from tests.conftest import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--vocab-size", "500", "--num-buckets", "50", "--embed-dim", "16", "--hidden-dim", "16",
-         "--out-dim", "8", "--distill", "0", "--quiet"]  # no teacher: fast, and no cache written
+         "--out-dim", "8", "--distill", "0", "--word-init", "random", "--quiet"]  # no teacher: fast, no cache written
 
 
 def train_cli(*args: str) -> subprocess.CompletedProcess:
@@ -264,7 +264,7 @@ def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_p
     if not PRESETS["en"].get("distill"):
         pytest.skip("the en preset does not distill")
     out = tmp_path / "m"
-    small = [a for a in SMALL if a not in ("--distill", "0")]
+    small = [a for a in SMALL if a not in ("--distill", "0", "--word-init", "random")]
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--teacher-cache",
                   str(tmp_path / "cache"), *small)
     assert r.returncode == 0, r.stderr
@@ -272,7 +272,11 @@ def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_p
     assert json.loads((out / "config.json").read_text())["extra"]["distilled_from"] == "all-MiniLM-L6-v2"
     rec = json.loads((out / "training.json").read_text())
     assert rec["teacher_used"]["teacher"] == "all-MiniLM-L6-v2" and rec["teacher_fallback"] is None
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # documents and queries, cached
+    # Documents and queries, cached; and the words when the recipe fits the n-gram table to the teacher.
+    want = 3 if PRESETS["en"].get("word_init") == "teacher" else 2
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == want
+    if want == 3:
+        assert "word init:" in r.stdout and rec["word_init_used"]["teacher"] == "all-MiniLM-L6-v2"
 
 
 def test_watched_dev_sets_are_scored_every_epoch_and_never_steer_training(tiny_beir, tmp_path):

