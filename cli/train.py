@@ -38,6 +38,7 @@ from models.io import is_model_dir, load_model, write_fusion
 from models.lexical_teacher import LexicalTeacher
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
+from models.teacher import Teacher
 from models.tower import LSTMDSSM
 from models.training import Trainer, check_watch, watched_text
 
@@ -141,27 +142,41 @@ def given(a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig,
-               log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
-    """``--word-init teacher``: (record, None), or (None, why not) when the teacher is not installed or the
-    text is not English; training then goes on from the random table (``tcfg.word_init`` set back to
-    random, as a missing teacher sets ``distill`` to 0) and says so."""
-    from models.teacher import Teacher, TeacherUnavailable, cached_embed
+def load_teacher(name: str) -> tuple[Teacher | None, str | None]:
+    """(the teacher, None), or (None, why not) when its extra is not installed: one instance serves both
+    --distill and --word-init, so its weights are hashed and loaded once."""
+    from models.teacher import Teacher, TeacherUnavailable
+
+    try:
+        return Teacher(name), None
+    except TeacherUnavailable as e:
+        return None, str(e)
+
+
+def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, teacher: Teacher | None,
+               missing: str | None, fine_tuning: bool, log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
+    """``--word-init teacher``: (record, None), or (None, why not) when fine-tuning, when the text is not
+    English or when the teacher is ``missing``; training then goes on from the model's table
+    (``tcfg.word_init`` set back to random, as a missing teacher sets ``distill`` to 0) and says so."""
+    from models.teacher import cached_embed
     from models.word_init import init_model_words
 
-    why = None
-    if model.cfg.lang != "en":
+    if fine_tuning:
+        why = "--word-init teacher: not when fine-tuning (--init keeps the model's own table)"
+    elif model.cfg.lang != "en":
         why = f"--word-init teacher: {tcfg.teacher} reads English only"
+    elif teacher is None:
+        why = f"--word-init teacher: {missing}"
     else:
         try:
-            teacher = Teacher(tcfg.teacher)
             texts = [data.queries[q] for q in train_query_ids(data)] + data.corpus.full_texts()
             return init_model_words(model, vocab, texts, tcfg.teacher,
                                     lambda words: cached_embed(teacher, words, tcfg.teacher_cache, log, "words"),
                                     max_words=tcfg.word_init_words, log=log), None
-        except (TeacherUnavailable, ValueError) as e:
+        except ValueError as e:
             why = f"--word-init teacher: {e}"
-    log(f"warning: {why}; the n-gram table starts random (the rest of the recipe is unchanged)")
+    log(f"warning: {why}; the n-gram table starts {'as the model had it' if fine_tuning else 'random'} "
+        "(the rest of the recipe is unchanged)")
     tcfg.word_init = "random"
     return None, why
 
@@ -189,26 +204,23 @@ def main(argv: list[str] | None = None) -> int:
         model, vocab = new_model(data, mcfg, tcfg.seed)
     mc = model.cfg
     hard = mine_hard_negatives(data, tcfg.hard_negatives, mc.lang, log) if tcfg.hard_negatives > 0 else None
+    general, missing = load_teacher(tcfg.teacher) if tcfg.distill > 0 or tcfg.word_init == "teacher" else (None, None)
     teacher, fallback = None, None
     if tcfg.distill > 0:
-        from models.teacher import TeacherUnavailable, teacher_vectors
+        from models.teacher import teacher_vectors
 
-        try:
-            log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau})")
+        log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau})")
+        if general is not None:
             teacher = teacher_vectors([data.queries[q] for q in train_query_ids(data)], data.corpus.full_texts(),
-                                      tcfg.teacher, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
+                                      general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
             mc.extra["distilled_from"] = tcfg.teacher
-        except TeacherUnavailable as e:
-            fallback = str(e)
-            log(f"warning: {e}; training WITHOUT distillation (the rest of the recipe is unchanged)")
+        else:
+            fallback = missing
+            log(f"warning: {missing}; training WITHOUT distillation (the rest of the recipe is unchanged)")
             tcfg.distill = 0.0
     word_init, word_fallback = None, None
-    if tcfg.word_init == "teacher" and init is not None:
-        word_fallback = "--word-init teacher: not when fine-tuning (--init keeps the model's own table)"
-        log(f"warning: {word_fallback}")
-        tcfg.word_init = "random"
-    elif tcfg.word_init == "teacher":
-        word_init, word_fallback = init_words(data, model, vocab, tcfg, log)
+    if tcfg.word_init == "teacher":
+        word_init, word_fallback = init_words(data, model, vocab, tcfg, general, missing, init is not None, log)
     lexical = None
     if tcfg.lexical_distill > 0:
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")

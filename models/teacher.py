@@ -116,17 +116,16 @@ class TeacherVectors:
 
 
 def teacher_vectors(
-    query_texts: Sequence[str], doc_texts: Sequence[str], name: str, doc_max_words: int, query_max_words: int,
-    cache_dir: str | os.PathLike, log: Callable[[str], None] = print,
+    query_texts: Sequence[str], doc_texts: Sequence[str], teacher: Teacher, doc_max_words: int,
+    query_max_words: int, cache_dir: str | os.PathLike, log: Callable[[str], None] = print,
 ) -> TeacherVectors:
     """Teacher vectors of the training queries and the corpus, each cut to the words the student reads
     (its first ``*_max_words`` words): the teacher should rank what the student can see."""
     t0 = time.monotonic()
-    teacher = Teacher(name)
     cut = [" ".join(t.split()[:doc_max_words]) for t in doc_texts]
     qcut = [" ".join(t.split()[:query_max_words]) for t in query_texts]
     docs, rd = cached_embed(teacher, cut, cache_dir, log, "documents")
     queries, rq = cached_embed(teacher, qcut, cache_dir, log, "training queries")
-    rec = {"teacher": name, "fingerprint": teacher.fingerprint, "doc_words": doc_max_words,
+    rec = {"teacher": teacher.name, "fingerprint": teacher.fingerprint, "doc_words": doc_max_words,
            "query_words": query_max_words, "encodings": [rd, rq], "seconds": round(time.monotonic() - t0, 1)}
     return TeacherVectors(queries, docs, rec)

@@ -5,12 +5,13 @@ they contain, and a word that only real users write ("tummy", "pee") keeps a ran
 n-gram embedding table starts where the sum of a word's n-gram embeddings (its word vector, the
 EmbeddingBag's output) is the teacher's vector of that word alone, for the corpus's most frequent words;
 synonyms then start as neighbours, and n-grams shared by related words carry that meaning to words never
-fitted. Training moves the table as before; the served model is the LSTM-DSSM alone.
+fitted. Training then moves the table at ``embed_lr`` × lr (the English default: 0, frozen); the
+served model is the LSTM-DSSM alone.
 
 The fit is ridge regression: with A (W, R) counting the n-gram ids of each of W words among the table's R
-rows and T (W, E) the words' targets, E* = argmin ‖A E − T‖² + λ‖E‖², solved by conjugate gradients
-on (AᵀA + λI) E = AᵀT (one sparse product a step; R ~60k rows, E 256 columns at once). Rows no fitted
-word uses keep their random initialisation.
+rows and T (W, E) the words' targets, E* = argmin ‖A E − T‖² + λ‖E‖², solved by (Jacobi-preconditioned)
+conjugate gradients on (AᵀA + λI) E = AᵀT (one sparse product a step; R ~60k rows, E 256 columns at
+once). Rows no fitted word uses keep their random initialisation.
 """
 
 from __future__ import annotations
