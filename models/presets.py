@@ -31,7 +31,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.923 / 0.915 vs 0.929 / 0.920. README, fifth lever round. With the frozen table's cheaper steps a
     # quiet 2-thread run finished all 20 epochs in 15 of its 20 minutes, dev still rising: up to 30
     # epochs (the time bound stops it at 24: best epoch 22, medquad dev 0.926 vs 0.923, mediqa_qa dev
-    # 0.438 vs 0.418, stdlib dev 0.158 vs 0.162).
+    # 0.438 vs 0.418, stdlib dev 0.158 vs 0.162). Distillation still earns its place beside the table:
+    # --distill 0 gave medquad dev 0.937 vs 0.923 but mediqa_qa dev 0.382 vs 0.411, stdlib 0.137 vs 0.166
+    # (a 20-min pair, --seed 1; README, sixth round).
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,
            "distill": 1.0, "patience": 20, "word_init": "teacher", "embed_lr": 0.0, "epochs": 30},
     # Chinese: short page titles; span pseudo-queries help (kuake dev NDCG@10 0.677 with, 0.619 without);
