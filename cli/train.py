@@ -38,9 +38,10 @@ from models.io import is_model_dir, load_model, write_fusion
 from models.lexical_teacher import LexicalTeacher
 from models.prepare import mine_hard_negatives, new_model, resolve_lang, train_query_ids
 from models.presets import PRESETS, merged, resolve
-from models.teacher import Teacher
+from models.teacher import Teacher, TeacherUnavailable, cached_embed, teacher_vectors
 from models.tower import LSTMDSSM
 from models.training import Trainer, check_watch, watched_text
+from models.word_init import init_model_words
 
 # Fields with an option of their own below (or none: free-form notes).
 _SKIP = {"lang", "extra", "show_progress"}
@@ -145,22 +146,18 @@ def given(a: argparse.Namespace) -> dict[str, Any]:
 def load_teacher(name: str) -> tuple[Teacher | None, str | None]:
     """(the teacher, None), or (None, why not) when its extra is not installed: one instance serves both
     --distill and --word-init, so its weights are hashed and loaded once."""
-    from models.teacher import Teacher, TeacherUnavailable
-
     try:
         return Teacher(name), None
     except TeacherUnavailable as e:
         return None, str(e)
 
 
-def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, teacher: Teacher | None,
+def init_words(texts: list[str], model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, teacher: Teacher | None,
                missing: str | None, fine_tuning: bool, log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
-    """``--word-init teacher``: (record, None), or (None, why not) when fine-tuning, when the text is not
+    """``--word-init teacher`` on ``texts`` (the training questions and the documents): (record, None), or
+    (None, why not) when fine-tuning, when the text is not
     English or when the teacher is ``missing``; training then goes on from the model's table
     (``tcfg.word_init`` set back to random, as a missing teacher sets ``distill`` to 0) and says so."""
-    from models.teacher import cached_embed
-    from models.word_init import init_model_words
-
     if fine_tuning:
         why = "--word-init teacher: not when fine-tuning (--init keeps the model's own table)"
     elif model.cfg.lang != "en":
@@ -169,7 +166,6 @@ def init_words(data: Dataset, model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, 
         why = f"--word-init teacher: {missing}"
     else:
         try:
-            texts = [data.queries[q] for q in train_query_ids(data)] + data.corpus.full_texts()
             return init_model_words(model, vocab, texts, tcfg.teacher,
                                     lambda words: cached_embed(teacher, words, tcfg.teacher_cache, log, "words"),
                                     max_words=tcfg.word_init_words, log=log), None
@@ -204,15 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         model, vocab = new_model(data, mcfg, tcfg.seed)
     mc = model.cfg
     hard = mine_hard_negatives(data, tcfg.hard_negatives, mc.lang, log) if tcfg.hard_negatives > 0 else None
+    # The texts every teacher reads: the training questions and the documents (title + text).
+    train_q, docs = [data.queries[q] for q in train_query_ids(data)], data.corpus.full_texts()
     general, missing = load_teacher(tcfg.teacher) if tcfg.distill > 0 or tcfg.word_init == "teacher" else (None, None)
     teacher, fallback = None, None
     if tcfg.distill > 0:
-        from models.teacher import teacher_vectors
-
         log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau})")
         if general is not None:
-            teacher = teacher_vectors([data.queries[q] for q in train_query_ids(data)], data.corpus.full_texts(),
-                                      general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
+            teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
             mc.extra["distilled_from"] = tcfg.teacher
         else:
             fallback = missing
@@ -220,11 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             tcfg.distill = 0.0
     word_init, word_fallback = None, None
     if tcfg.word_init == "teacher":
-        word_init, word_fallback = init_words(data, model, vocab, tcfg, general, missing, init is not None, log)
+        word_init, word_fallback = init_words(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)
     lexical = None
     if tcfg.lexical_distill > 0:
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")
-        lexical = LexicalTeacher(data.corpus.full_texts(), mc.lang)
+        lexical = LexicalTeacher(docs, mc.lang)
     # Two dev-evaluation costs stay for the fusion fit below, inside the same --max-minutes.
     trainer = Trainer(data, model, tcfg, log=log, started=started, vocab=vocab, hard_negatives=hard, teacher=teacher,
                       lexical=lexical,
