@@ -149,10 +149,13 @@ def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", re
     only. MiniLM takes most of a run encoding the corpus on 2 cores."""
     from bench.encoders import load_encoder
     from index import build_index
+    from index.dense import FLAT_FACTORY
     from index.manifest import read_manifest
 
     encoder = load_encoder(model_dir)
     key = {"corpus_sha256": sha256_file(corpus), "encoder": encoder.fingerprint, "index_type": index_type}
+    if index_type == "flat":  # what a flat index stores changed (float16 codes): an older build is rebuilt
+        key["factory"] = FLAT_FACTORY
     stamp = out.parent / f"{out.name}.bench.json"  # what the index in ``out`` was built from
     m = None
     if (reuse and (out / "manifest.json").is_file() and stamp.is_file()

@@ -18,10 +18,12 @@ import faiss
 import numpy as np
 
 from .errors import IndexBuildError, IndexLoadError
-from .exact import exact_search
+from .exact import exact_search, row_scores
+from .halfscan import HALF_MARGIN, settled
 
 FAISS_FILE = "dense.faiss"
 VECTORS_FILE = "vectors.npy"
+FLAT_FACTORY = "SQfp16"  # what --index-type flat builds (index.halfscan)
 
 # Measured with scripts/bench_index.py. HNSW efConstruction: 40 and 100 tie on medquad's 15k real
 # vectors (recall@10 0.9996 at efSearch 64), but on 200k clustered synthetic vectors 40 gives 0.967 and
@@ -73,7 +75,9 @@ def resolve_spec(index_type: str, n: int, params: dict[str, Any] | None = None) 
     t = index_type.strip()
     low = t.lower()
     if low == "flat":
-        spec = DenseSpec("flat", "Flat")
+        # Exact search: the FAISS file holds float16 codes for the scan (half the bytes a query reads),
+        # and index.halfscan makes its top k exact from vectors.npy. Indexes built with "Flat" still load.
+        spec = DenseSpec("flat", FLAT_FACTORY)
     elif low == "hnsw":
         m = _int(p, "M", HNSW_DEFAULTS["M"])
         spec = DenseSpec(
@@ -104,7 +108,8 @@ def resolve_spec(index_type: str, n: int, params: dict[str, Any] | None = None) 
 
 
 def _kind(index: faiss.Index) -> str:
-    """Which per-call search parameters an index takes: hnsw, ivf, flat, or other (none)."""
+    """How an index is searched: hnsw, ivf (their per-call parameters), flat (FAISS's exact scores),
+    half (float16 codes made exact by index.halfscan), or other (no per-call parameters)."""
     if isinstance(index, faiss.IndexPreTransform):
         # Search parameters pass through a pre-transform (PCA, OPQ) to the index inside.
         return _kind(faiss.downcast_index(index.index))
@@ -114,6 +119,8 @@ def _kind(index: faiss.Index) -> str:
         return "ivf"
     if isinstance(index, faiss.IndexFlat):
         return "flat"
+    if isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
+        return "half"
     return "other"
 
 
@@ -253,7 +260,7 @@ class DenseIndex:
             p = faiss.SearchParametersIVF()
             nlist = faiss.extract_index_ivf(self.index).nlist
             p.nprobe = int(min(math.ceil(self.search_params.get("nprobe", 1) * scale), nlist))
-        elif self.kind == "flat":
+        elif self.kind in ("flat", "half"):
             p = faiss.SearchParameters()
         else:
             return None
@@ -269,6 +276,11 @@ class DenseIndex:
             return self.search_params.get("nprobe", 1) * scale >= faiss.extract_index_ivf(self.index).nlist
         return True
 
+    @property
+    def exhaustive(self) -> bool:
+        """Exact top k (a flat scan), not an approximate index's: no page window needed."""
+        return self.kind in ("flat", "half")
+
     def cosines(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosines (len(rows),) of one unit query vector (D,) with the given rows' vectors."""
         if rows.size == 0:
@@ -279,6 +291,32 @@ class DenseIndex:
         """Brute force over ``rows`` (all rows when None), per query (rows, cosines) best first."""
         idx, sc = exact_search(q, self.vectors, k, rows)
         return list(zip(idx, sc, strict=True))
+
+    def _search_half(self, q: np.ndarray, kk: int, m: int, allowed: Allowed | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The float16 codes' scan for k + margin candidates, rescored exactly, widened until
+        index.halfscan's bound shows no other document can reach the top k. ``q`` (Q, D) unit rows;
+        ``m`` documents are allowed (all, or the filter's)."""
+        sel = None if allowed is None else allowed.selector
+        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
+        todo = np.arange(len(q))
+        want = min(kk + HALF_MARGIN, m)
+        while todo.size:
+            codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
+            wider = []
+            for qi, c, row in zip(todo, codes, ids, strict=True):
+                found = row >= 0
+                row, c = row[found], c[found]  # (K,) best first by the codes' scores
+                top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
+                if settled(c, float(top[1][-1]), row.size < want or want >= m, self.dim):
+                    results[qi] = top
+                else:
+                    wider.append(qi)
+            todo = np.asarray(wider, dtype=np.int64)  # (n_wider,)
+            want = min(want * 4, m)
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):
+            raise RuntimeError("dense search left a query without results")
+        return done
 
     # ---- the VectorStore seam (index.protocols): count, add, save ---------------------------------
 
@@ -314,8 +352,10 @@ class DenseIndex:
         kk = min(k, m)
         if kk <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
-        if allowed is not None and self.kind not in ("flat",) and (m <= EXACT_SCAN_MAX or self.kind == "other"):
+        if allowed is not None and not self.exhaustive and (m <= EXACT_SCAN_MAX or self.kind == "other"):
             return self.exact(q, kk, allowed.rows)
+        if self.kind == "half":
+            return self._search_half(q, kk, m, allowed)
         # With a filter, start as wide as the filter is narrow: about k·N/M candidates hold k allowed ones.
         scale = 1.0 if allowed is None else min(self.n / m, 64.0)
         sel = None if allowed is None else allowed.selector

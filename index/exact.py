@@ -13,6 +13,13 @@ Q_BLOCK = 256  # queries per block
 D_BLOCK = 1 << 14  # documents per block: a (256, 16k) float32 score block is 16 MB
 
 
+def row_scores(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Cosines (n,) of unit rows (n, D) with one unit query (D,), row by row: a row's score does not
+    depend on which other rows are scored with it (a matrix product's sums may, by its blocking), so a
+    document scores the same bits whichever candidates it is rescored among."""
+    return np.asarray((np.asarray(vectors, dtype=np.float32) * q[None, :]).sum(axis=1), dtype=np.float32)
+
+
 def _keep_top(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of (b, m) candidates, the k best by (score, then lower row), unordered; m ≤ k keeps all.
 

@@ -39,6 +39,7 @@ import numpy as np
 from . import fulltext
 from .dense import Allowed, normalise
 from .errors import IndexLoadError, IndexReadOnlyError, IndexWriteError
+from .exact import row_scores
 from .fusion import DEPTH, Candidates, check_fusion, fuse
 from .protocols import TextEncoder
 from .search import PAGE_WINDOW, Hit, SearchIndex, page
@@ -58,13 +59,6 @@ def is_live(index_dir: str | os.PathLike) -> bool:
 def full_text(title: str, text: str) -> str:
     """What the model and BM25 read, as ``Corpus.full_text``: ``title + " " + text``."""
     return f"{title} {text}" if title else text
-
-
-def _exact_scores(vectors: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Cosines (n,) of unit rows (n, D) with one unit query (D,), row by row: a row's score does not
-    depend on which other rows are scored with it, so results are bit-identical before and after a
-    compaction moves a version from the growing segment into a sealed one."""
-    return np.asarray((np.asarray(vectors, dtype=np.float32) * q[None, :]).sum(axis=1), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -246,7 +240,7 @@ class LiveIndex:
                 out.append(_EMPTY)
                 continue
             vecs, _ = st.vectors(keys)
-            scores = _exact_scores(vecs, q[qi])
+            scores = row_scores(vecs, q[qi])
             order = np.lexsort((keys, -scores))[:k]  # score descending, then key ascending
             out.append((keys[order], scores[order]))
         return out
@@ -313,7 +307,7 @@ class LiveIndex:
             missing = np.array([r for r in lk.tolist() if r not in cos], dtype=np.int64)
             if missing.size:
                 vecs, _ = st.vectors(missing)
-                cos.update(zip(missing.tolist(), _exact_scores(vecs, q[qi]).tolist(), strict=True))
+                cos.update(zip(missing.tolist(), row_scores(vecs, q[qi]).tolist(), strict=True))
             bm25 = dict(zip(lk.tolist(), lsc.tolist(), strict=True))
             out.append(Candidates(dk.tolist(), lk.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1]))
         return out

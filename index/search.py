@@ -307,7 +307,7 @@ class SearchIndex:
         of the ranking (a page; documents are read only for the hits returned)."""
         self._check_k(k, offset)
         end = offset + k
-        depth = end if self._dense.kind == "flat" else max(end, PAGE_WINDOW)
+        depth = end if self._dense.exhaustive else max(end, PAGE_WINDOW)
         # Ranked ``depth`` deep for stable pages, but only the first ``end`` become Python tuples.
         ranked = [[(int(r), float(s), float(s)) for r, s in zip(rows[:end], scores[:end], strict=True)]
                   for rows, scores in self._dense.search(vectors, depth, self._allowed(filter))]

@@ -564,7 +564,7 @@ def test_loaded_dense_index_scores_exactly_and_takes_adds(tmp_path):
         rng = np.random.default_rng(0)
         v = rng.standard_normal((300, 16)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        for i, factory in enumerate(["Flat", "PCA8,Flat", "HNSW8", "IVF4,Flat"]):
+        for i, factory in enumerate(["Flat", "SQfp16", "PCA8,Flat", "HNSW8", "IVF4,Flat"]):
             d = Path({str(tmp_path)!r}) / str(i)
             d.mkdir()
             idx = faiss.index_factory(16, factory, faiss.METRIC_INNER_PRODUCT)

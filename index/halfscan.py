@@ -1,0 +1,46 @@
+"""Exact top-k from a scan of half-precision codes: the flat index's search (issue 11).
+
+A flat scan of one query reads every stored vector: 15,250 × 128 float32 is 7.8 MB a query, and on this
+project's CPU the scan runs at the memory's speed. FAISS's ``SQfp16`` codes are half those bytes (the
+scan 0.32–0.39 → 0.20–0.29 ms a query for medquad's 128-d vectors, 0.49 → 0.29 ms for 192-d; README,
+"Speed"), but float16 rounds each component, so its top k alone could differ from the exact one. It is
+made exact by a bound:
+
+- a unit vector x and its float16 copy x̃ differ by ‖x − x̃‖ ≤ 2⁻¹¹ (round to nearest, relative error
+  2⁻¹¹ per normal component) + √D · 2⁻²⁵ (components in float16's subnormal range round absolutely);
+  so for a unit query |q·x − q·x̃| ≤ that (Cauchy–Schwarz), and FAISS's float32 sum adds at most
+  D · 2⁻²³ more, as does the exact rescoring's own float32 rounding: together ``half_error(D)``;
+- the scan returns the K = k + margin best by the codes' scores, all rescored from the exact vectors;
+  a document the scan did not return scores at most c_K (the K-th code score) by its code, so at most
+  c_K + half_error(D) exactly. When that is below the k-th best exact score among the candidates, no
+  other document can enter the top k: the answer is the exact top k (ties by row, as every other path).
+  Otherwise K grows (×4) until it holds, or until every document is a candidate.
+
+On real medquad vectors the exact top 10 was inside the codes' top 26 for all 600 queries tried, so the
+widening is the rare path. The scores returned are the exact cosines, row by row (``index.exact.row_scores``),
+so a document's score does not depend on which other documents were rescored with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Candidates beyond k that the codes' scan returns: enough for the bound to settle almost always, few
+# enough that the scan's heap and the rescoring stay a small part of the query (k 10 and 26 cost the same).
+HALF_MARGIN = 16
+
+
+def half_error(dim: int) -> float:
+    """An upper bound on |exact cosine − FAISS's float16-code score| for unit vectors of ``dim``."""
+    return (2.0 ** -11 + math.sqrt(dim) * 2.0 ** -25 + (dim + 2) * 2.0 ** -23) * 1.01  # 1 % for ‖q‖ ≠ 1 by rounding
+
+
+def settled(code_scores: np.ndarray, kth_exact: float, complete: bool, dim: int) -> bool:
+    """Whether candidates whose code scores are ``code_scores`` (best first, the scan's K) hold the exact
+    top k, whose k-th best exact score among them is ``kth_exact``. ``complete``: the scan returned every
+    document it may (fewer than K exist), so nothing is left outside."""
+    if complete:
+        return True
+    return float(code_scores[-1]) + half_error(dim) < kth_exact
