@@ -218,9 +218,12 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert training["preset"] == "demo" and training["batch_size"] == 64 and training["lr"] == 5e-3
     mc, tc = resolve("zh", None, {"augment": 0.5})
     assert mc.lang == "zh" and mc.doc_max_words == 64 and tc.augment == 0.5
-    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # Chinese: the hidden state is the vector (English keeps its projection)
+    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # Chinese: the hidden state is the vector
     mc, tc = resolve("en", None, {})
     assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
+    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim == 192  # English: the 192-d hidden state
+    mc, _ = resolve("en", "demo", {})
+    assert (mc.hidden_dim, mc.out_dim, mc.dim) == (128, 128, 128)  # the demo keeps its own sizes
     with pytest.raises(KeyError):
         resolve("en", "nope")
 
