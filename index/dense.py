@@ -111,8 +111,10 @@ def _kind(index: faiss.Index) -> str:
     """How an index is searched: hnsw, ivf (their per-call parameters), flat (FAISS's exact scores),
     half (float16 codes made exact by index.halfscan), or other (no per-call parameters)."""
     if isinstance(index, faiss.IndexPreTransform):
-        # Search parameters pass through a pre-transform (PCA, OPQ) to the index inside.
-        return _kind(faiss.downcast_index(index.index))
+        # Search parameters pass through a pre-transform (PCA, OPQ) to the index inside; float16 codes of
+        # transformed vectors are not the stored vectors' codes, so index.halfscan's bound does not hold.
+        inner = _kind(faiss.downcast_index(index.index))
+        return "other" if inner == "half" else inner
     if isinstance(index, faiss.IndexHNSW):
         return "hnsw"
     if isinstance(index, faiss.IndexIVF):
@@ -207,6 +209,8 @@ class DenseIndex:
         self.vectors = np.asarray(vectors)
         self.n, self.dim = vectors.shape
         self.kind = _kind(index)
+        # Exact top k: a flat scan of the stored vectors themselves (not of a PCA/OPQ transform of them).
+        self.exhaustive = isinstance(index, faiss.IndexFlat) or self.kind == "half"
         # FAISS's scores are the exact inner products only for flat storage (a flat index, or HNSW over
         # flat vectors: within 2e-7 of NumPy's on 100k medquad vectors), not under a PCA/OPQ
         # pre-transform, not quantised: others are rescored with the exact vectors.
@@ -276,11 +280,6 @@ class DenseIndex:
             return self.search_params.get("nprobe", 1) * scale >= faiss.extract_index_ivf(self.index).nlist
         return True
 
-    @property
-    def exhaustive(self) -> bool:
-        """Exact top k (a flat scan), not an approximate index's: no page window needed."""
-        return self.kind in ("flat", "half")
-
     def cosines(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosines (len(rows),) of one unit query vector (D,) with the given rows' vectors."""
         if rows.size == 0:
@@ -299,15 +298,22 @@ class DenseIndex:
         sel = None if allowed is None else allowed.selector
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
         todo = np.arange(len(q))
-        want = min(kk + HALF_MARGIN, m)
+        want = min(kk + max(HALF_MARGIN, kk // 4), m)  # deep pages ask for more room at the cut
         while todo.size:
+            if want > max(4 * (kk + HALF_MARGIN), m // 8):
+                # Many near-ties at the cut (duplicated documents): rescoring a large share of the rows
+                # costs more than reading them all once, with the same row-by-row scores.
+                for qi in todo:
+                    results[qi] = self._rescore_all(q[qi], kk, allowed)
+                break
             codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
             wider = []
             for qi, c, row in zip(todo, codes, ids, strict=True):
                 found = row >= 0
                 row, c = row[found], c[found]  # (K,) best first by the codes' scores
                 top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
-                if settled(c, float(top[1][-1]), row.size < want or want >= m, self.dim):
+                # No candidate at all: a non-finite query (FAISS scores nothing); nothing to rank.
+                if row.size == 0 or settled(c, float(top[1][-1]), row.size < want or want >= m, self.dim):
                     results[qi] = top
                 else:
                     wider.append(qi)
@@ -317,6 +323,16 @@ class DenseIndex:
         if len(done) != len(results):
             raise RuntimeError("dense search left a query without results")
         return done
+
+    def _rescore_all(self, q: np.ndarray, kk: int, allowed: Allowed | None) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k of one unit query (D,) over every allowed row, scored row by row in blocks."""
+        rows = np.arange(self.n, dtype=np.int64) if allowed is None else allowed.rows
+        best_r, best_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        for s in range(0, rows.size, 1 << 14):
+            r = rows[s : s + (1 << 14)]
+            best_r, best_s = _top(np.concatenate([best_r, r]),
+                                  np.concatenate([best_s, row_scores(self.vectors[r], q)]), kk)
+        return best_r, best_s
 
     # ---- the VectorStore seam (index.protocols): count, add, save ---------------------------------
 

@@ -388,6 +388,8 @@ def choose_model_fusion(
         # The floor on dev's exact NDCG at these weights: the table's interpolation is optimistic for
         # weights between its steps, and a fit can lean on that (a synthetic dev split: 0.994 by the
         # table, 0.815 fused).
+        # (The fit's objective, the cross-validation and the probes' figure stay on the table: smooth
+        # in the weights, which the fit needs, and only ever compared with each other.)
         dev_value = ndcg_at_weights(cands[:n], rels[:n], doc_ids, "weighted", 60.0, w[:n])
         if dev_value.mean() >= floor:
             break

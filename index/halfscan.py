@@ -8,13 +8,15 @@ made exact by a bound:
 
 - a unit vector x and its float16 copy x̃ differ by ‖x − x̃‖ ≤ 2⁻¹¹ (round to nearest, relative error
   2⁻¹¹ per normal component) + √D · 2⁻²⁵ (components in float16's subnormal range round absolutely);
-  so for a unit query |q·x − q·x̃| ≤ that (Cauchy–Schwarz), and FAISS's float32 sum adds at most
-  D · 2⁻²³ more, as does the exact rescoring's own float32 rounding: together ``half_error(D)``;
+  so for a unit query |q·x − q·x̃| ≤ that (Cauchy–Schwarz); FAISS's float32 sum of D products adds at
+  most D · 2⁻²⁴ more, and the exact rescoring's own float32 sum as much again: with room, (D + 2) · 2⁻²³,
+  together ``half_error(D)``;
 - the scan returns the K = k + margin best by the codes' scores, all rescored from the exact vectors;
   a document the scan did not return scores at most c_K (the K-th code score) by its code, so at most
   c_K + half_error(D) exactly. When that is below the k-th best exact score among the candidates, no
   other document can enter the top k: the answer is the exact top k (ties by row, as every other path).
-  Otherwise K grows (×4) until it holds, or until every document is a candidate.
+  Otherwise K grows (×4) until it holds; past a share of the rows (many near-ties at the cut: duplicated
+  documents), every allowed row is rescored instead.
 
 On real medquad vectors the exact top 10 was inside the codes' top 26 for all 600 queries tried, so the
 widening is the rare path. The scores returned are the exact cosines, row by row (``index.exact.row_scores``),

@@ -28,9 +28,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # alone cost 16 % of the service's requests/s before the table (README, fourth and sixth rounds).
     # The n-gram table starts as the teacher's word meanings and stays there (word_init teacher, embed_lr
     # 0): each of the corpus's frequent words sums to all-MiniLM-L6-v2's vector of it, and only the LSTM
-    # and the projection learn. Two 20-min pairs (--seed 1 / 2): mediqa_qa dev 0.413 / 0.413 vs 0.384 /
-    # 0.388, the stdlib docs (a domain never seen) dev 0.156 / 0.179 vs 0.138 / 0.147, medquad dev
-    # 0.923 / 0.915 vs 0.929 / 0.920. README, fifth lever round. With the frozen table's cheaper steps a
+    # (and a projection, where there is one) learns. Two 20-min pairs (--seed 1 / 2): mediqa_qa dev 0.413
+    # / 0.413 vs 0.384 / 0.388, the stdlib docs (a domain never seen) dev 0.156 / 0.179 vs 0.138 / 0.147,
+    # medquad dev 0.923 / 0.915 vs 0.929 / 0.920. README, fifth lever round. With the frozen table's cheaper steps a
     # quiet 2-thread run finished all 20 epochs in 15 of its 20 minutes, dev still rising: up to 30
     # epochs (the time bound stops it at 24: best epoch 22, medquad dev 0.926 vs 0.923, mediqa_qa dev
     # 0.438 vs 0.418, stdlib dev 0.158 vs 0.162). Distillation still earns its place beside the table:

@@ -91,3 +91,28 @@ def test_the_bound_holds_on_the_codes_faiss_computes(dim):
     exact = np.take_along_axis(qs @ v.T, ids, 1)
     worst = float(np.abs(approx - exact).max())
     assert 0 < worst < half_error(dim)
+
+
+def test_many_duplicates_at_the_cut_and_a_pre_transform():
+    """500 copies of one document at the cut: still the brute-force top k (lowest rows first among the
+    copies), by rescoring every row once the widening passes a share of them. Codes behind a PCA are not
+    the stored vectors' codes: such an index is not searched as an exact scan."""
+    rng = np.random.default_rng(3)
+    v = _unit(rng.standard_normal((3000, 16)))
+    v[1000:1500] = v[7]
+    di = _flat(v)
+    for k in (3, 10, 600):
+        (rows, scores), = di.search(v[7:8], k)
+        ref_rows, ref_scores = _brute(v, v[7], k)
+        assert rows.tolist() == ref_rows.tolist() and scores.tobytes() == ref_scores.tobytes(), k
+    pca = faiss.index_factory(16, "PCA8,SQfp16", faiss.METRIC_INNER_PRODUCT)
+    pca.train(v)
+    pca.add(v)
+    assert not DenseIndex(pca, v, {}).exhaustive and DenseIndex(pca, v, {}).kind == "other"
+
+
+def test_a_query_with_no_finite_score_gets_no_hits():
+    v = _unit(np.random.default_rng(4).standard_normal((100, 8)))
+    q = np.full((1, 8), np.nan, dtype=np.float32)
+    (rows, scores), = _flat(v).search(q, 5)
+    assert rows.size == 0 and scores.size == 0
