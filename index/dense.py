@@ -327,12 +327,10 @@ class DenseIndex:
     def _rescore_all(self, q: np.ndarray, kk: int, allowed: Allowed | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k of one unit query (D,) over every allowed row, scored row by row in blocks."""
         rows = np.arange(self.n, dtype=np.int64) if allowed is None else allowed.rows
-        best_r, best_s = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        for s in range(0, rows.size, 1 << 14):
-            r = rows[s : s + (1 << 14)]
-            best_r, best_s = _top(np.concatenate([best_r, r]),
-                                  np.concatenate([best_s, row_scores(self.vectors[r], q)]), kk)
-        return best_r, best_s
+        # Gathered in blocks, so a large index is never copied whole: (M,) scores, 4 bytes a row.
+        scores = np.concatenate([row_scores(self.vectors[rows[s : s + (1 << 14)]], q)
+                                 for s in range(0, rows.size, 1 << 14)] or [np.zeros(0, np.float32)])
+        return _top(rows, scores, kk)
 
     # ---- the VectorStore seam (index.protocols): count, add, save ---------------------------------
 
