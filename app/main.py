@@ -39,23 +39,27 @@ log = logging.getLogger("app")
 def _set_threads(settings: Settings) -> None:
     # Thread counts are process-wide in torch and FAISS; with several workers on a small machine,
     # fewer threads each avoid oversubscribing the cores.
+    _set_openmp_threads(settings)
     if settings.torch_threads:
-        import torch
         from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(settings.torch_threads)
         # NumPy's BLAS runs exact scans (filters, the live index's growing segment) and the projection
         # after the ONNX towers: the same budget as torch's (which the ONNX sessions also take, at load).
         # 2 OpenBLAS threads on 2 busy cores made a (8, 128) @ (128, 4000) product 2.2 ms instead of 0.33.
         threadpool_limits(limits=settings.torch_threads, user_api="blas")
-    _set_faiss_threads(settings)
 
 
-def _set_faiss_threads(settings: Settings) -> None:
+def _set_openmp_threads(settings: Settings) -> None:
     # OpenMP's thread count is per calling thread: a thread made later (the compute pool's) starts from
     # the process default (one per core) and would run HNSW batches on 2 OpenMP threads that spin after
     # each search. Two server processes on 2 cores then fought over them: 458 instead of 1,044+ req/s.
-    # So every thread that searches sets it itself (the pools' initializer).
+    # torch's products too (index.batchscan's, the torch tower's): a (16, 192) @ (192, 15,250) product
+    # in a new thread took 2.1 ms of CPU on 2 OpenMP threads against 1.4 ms on one. So every thread that
+    # searches sets both itself (the pools' initializer).
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
     if settings.faiss_threads:
         import faiss
 
@@ -69,7 +73,7 @@ def _writer_thread(settings: Settings) -> None:
     import os
     import threading
 
-    _set_faiss_threads(settings)
+    _set_openmp_threads(settings)
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: normal priority
         if settings.write_nice:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), settings.write_nice)
@@ -81,7 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     metrics: ServiceMetrics = app.state.metrics
     _set_threads(settings)
     executor = concurrent.futures.ThreadPoolExecutor(settings.compute_workers, thread_name_prefix="dssm-compute",
-                                                     initializer=_set_faiss_threads, initargs=(settings,))
+                                                     initializer=_set_openmp_threads, initargs=(settings,))
     writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dssm-write", initializer=_writer_thread,
                                                    initargs=(settings,))
     writes = configured(settings.write_key)

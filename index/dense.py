@@ -17,9 +17,10 @@ from typing import Any
 import faiss
 import numpy as np
 
+from .batchscan import PRODUCT_MIN_BATCH, as_tensor, exact_products, product_candidates
 from .errors import IndexBuildError, IndexLoadError
 from .exact import exact_search, row_scores
-from .halfscan import HALF_MARGIN, settled
+from .halfscan import HALF_MARGIN, half_error, settled, sum_error
 
 FAISS_FILE = "dense.faiss"
 VECTORS_FILE = "vectors.npy"
@@ -207,6 +208,7 @@ class DenseIndex:
         # (N, D) float32, memory-mapped; as a plain ndarray view (np.memmap's subclass hooks cost ~5 % of a
         # served query's CPU when rows are gathered from it), still backed by the file's pages.
         self.vectors = np.asarray(vectors)
+        self._tensor: tuple[np.ndarray, Any] | None = None  # (the array it views, torch view) for batches
         self.n, self.dim = vectors.shape
         self.kind = _kind(index)
         # Exact top k: a flat scan of the stored vectors themselves (not of a PCA/OPQ transform of them).
@@ -292,13 +294,16 @@ class DenseIndex:
         return list(zip(idx, sc, strict=True))
 
     def _search_half(self, q: np.ndarray, kk: int, m: int, allowed: Allowed | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The float16 codes' scan for k + margin candidates, rescored exactly, widened until
-        index.halfscan's bound shows no other document can reach the top k. ``q`` (Q, D) unit rows;
-        ``m`` documents are allowed (all, or the filter's)."""
+        """The float16 codes' scan (a batch: a float32 product) for k + margin candidates, rescored
+        exactly, widened until index.halfscan's bound shows no other document can reach the top k.
+        ``q`` (Q, D) unit rows; ``m`` documents are allowed (all, or the filter's)."""
         sel = None if allowed is None else allowed.selector
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
         todo = np.arange(len(q))
         want = min(kk + max(HALF_MARGIN, kk // 4), m)  # deep pages ask for more room at the cut
+        # A batch takes its candidates from one float32 product (index.batchscan), a lone query (or a
+        # filtered batch) from the codes' scan; either widens until the bound settles.
+        product = allowed is None and len(q) >= PRODUCT_MIN_BATCH and exact_products()
         while todo.size:
             if want > max(4 * (kk + HALF_MARGIN), m // 8):
                 # Many near-ties at the cut (duplicated documents): rescoring a large share of the rows
@@ -306,23 +311,44 @@ class DenseIndex:
                 for qi in todo:
                     results[qi] = self._rescore_all(q[qi], kk, allowed)
                 break
-            codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
             wider = []
-            for qi, c, row in zip(todo, codes, ids, strict=True):
-                found = row >= 0
-                row, c = row[found], c[found]  # (K,) best first by the codes' scores
-                top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
-                # No candidate at all: a non-finite query (FAISS scores nothing); nothing to rank.
-                if row.size == 0 or settled(c, float(top[1][-1]), row.size < want or want >= m, self.dim):
-                    results[qi] = top
-                else:
-                    wider.append(qi)
+            if product:
+                finite = np.isfinite(q[todo]).all(axis=1)  # (T,)
+                for qi in todo[~finite]:  # no score to rank by: no hits, as from the codes' scan
+                    results[qi] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+                todo = todo[finite]
+                rows, cuts = (product_candidates(self._vectors_tensor(), q[todo], want) if todo.size
+                              else (np.zeros((0, 0), np.int64), np.zeros(0, np.float32)))  # (T, K), (T,)
+                for qi, row, cut in zip(todo, rows, cuts, strict=True):
+                    top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
+                    if settled(float(cut), float(top[1][-1]), want >= m, sum_error(self.dim)):
+                        results[qi] = top
+                    else:
+                        wider.append(qi)
+            else:
+                codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
+                for qi, c, row in zip(todo, codes, ids, strict=True):
+                    found = row >= 0
+                    row, c = row[found], c[found]  # (K,) best first by the codes' scores
+                    top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
+                    # No candidate at all: a non-finite query (FAISS scores nothing); nothing to rank.
+                    complete = row.size < want or want >= m
+                    if row.size == 0 or settled(float(c[-1]), float(top[1][-1]), complete, half_error(self.dim)):
+                        results[qi] = top
+                    else:
+                        wider.append(qi)
             todo = np.asarray(wider, dtype=np.int64)  # (n_wider,)
             want = min(want * 4, m)
         done = [r for r in results if r is not None]
         if len(done) != len(results):
             raise RuntimeError("dense search left a query without results")
         return done
+
+    def _vectors_tensor(self) -> Any:
+        """A torch view of ``vectors``, made once per array (``add`` replaces the array)."""
+        if self._tensor is None or self._tensor[0] is not self.vectors:
+            self._tensor = (self.vectors, as_tensor(self.vectors))
+        return self._tensor[1]
 
     def _rescore_all(self, q: np.ndarray, kk: int, allowed: Allowed | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k of one unit query (D,) over every allowed row, scored row by row in blocks."""

@@ -1,5 +1,6 @@
-"""The flat index's scan of float16 codes (index.halfscan): exactly the brute-force top k, near-ties,
-filters and pages included, whatever the codes' own order says."""
+"""The flat index's scan of float16 codes (index.halfscan) and a batch's float32 product
+(index.batchscan): exactly the brute-force top k, near-ties, filters and pages included, whatever the
+codes' or the product's own order says."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 
 import index.dense as dense_mod
+from index.batchscan import PRODUCT_MIN_BATCH, as_tensor, exact_products, product_candidates
 from index.dense import Allowed, DenseIndex, build_faiss, normalise, resolve_spec
 from index.exact import row_scores
-from index.halfscan import half_error
+from index.halfscan import half_error, sum_error
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -102,9 +104,11 @@ def test_many_duplicates_at_the_cut_and_a_pre_transform():
     v[1000:1500] = v[7]
     di = _flat(v)
     for k in (3, 10, 600):
-        (rows, scores), = di.search(v[7:8], k)
         ref_rows, ref_scores = _brute(v, v[7], k)
+        (rows, scores), = di.search(v[7:8], k)
         assert rows.tolist() == ref_rows.tolist() and scores.tobytes() == ref_scores.tobytes(), k
+        for rows, scores in di.search(np.repeat(v[7:8], PRODUCT_MIN_BATCH, 0), k):  # a batch: the product
+            assert rows.tolist() == ref_rows.tolist() and scores.tobytes() == ref_scores.tobytes(), k
     pca = faiss.index_factory(16, "PCA8,SQfp16", faiss.METRIC_INNER_PRODUCT)
     pca.train(v)
     pca.add(v)
@@ -116,3 +120,76 @@ def test_a_query_with_no_finite_score_gets_no_hits():
     q = np.full((1, 8), np.nan, dtype=np.float32)
     (rows, scores), = _flat(v).search(q, 5)
     assert rows.size == 0 and scores.size == 0
+
+
+# ---- a batch's candidates from one float32 product (index.batchscan) -------------------------------
+
+
+def test_a_batch_is_answered_by_the_product_exactly():
+    """A batch of PRODUCT_MIN_BATCH queries or more takes its candidates from the product, not the codes:
+    with codes of only the first 20 documents a lone query's answer goes wrong, the batch's stays exact."""
+    v, q = _near_ties()
+    rng = np.random.default_rng(5)
+    others = _unit(rng.standard_normal((PRODUCT_MIN_BATCH - 1, v.shape[1])))
+    qs = np.concatenate([q[None], others]).astype(np.float32)
+    good = _flat(v)
+    wrong_codes = build_faiss(v[:20], resolve_spec("flat", len(v)))
+    di = DenseIndex(wrong_codes, v, good.search_params)
+    for k in (1, 10, 250, len(v)):
+        batch = di.search(qs, k)
+        for i in range(len(qs)):
+            ref_rows, ref_scores = _brute(v, qs[i], k)
+            assert batch[i][0].tolist() == ref_rows.tolist(), (k, i)
+            assert batch[i][1].tobytes() == ref_scores.tobytes(), (k, i)
+            assert good.search(qs[i : i + 1], k)[0][0].tolist() == ref_rows.tolist()  # the codes' path agrees
+    (alone, _), = di.search(q[None], 10)  # one query: the (wrong) codes' path, answers differ
+    assert alone.tolist() != _brute(v, q, 10)[0].tolist()
+
+
+def test_a_batch_with_a_non_finite_query_and_a_filter():
+    rng = np.random.default_rng(6)
+    v = _unit(rng.standard_normal((1500, 12)))
+    qs = _unit(rng.standard_normal((PRODUCT_MIN_BATCH + 2, 12)))
+    qs[3] = np.nan
+    di = _flat(v)
+    assert all(r[0].size == 0 for r in di.search(np.full_like(qs, np.nan), 7))  # nothing left to multiply
+    res = di.search(qs, 7)
+    assert res[3][0].size == 0 and res[3][1].size == 0
+    for i in set(range(len(qs))) - {3}:
+        ref_rows, ref_scores = _brute(v, qs[i], 7)
+        assert res[i][0].tolist() == ref_rows.tolist() and res[i][1].tobytes() == ref_scores.tobytes()
+    allowed_rows = np.sort(rng.choice(1500, 300, replace=False)).astype(np.int64)
+    for i, (rows, _) in enumerate(di.search(qs, 7, Allowed.of(allowed_rows, 1500))):  # the codes' path
+        assert rows.tolist() == ([] if i == 3 else _brute(v, qs[i], 7, allowed_rows)[0].tolist())
+
+
+def test_product_candidates_across_row_blocks_and_the_sum_bound():
+    rng = np.random.default_rng(7)
+    v = _unit(rng.standard_normal((1000, 64)) ** 3)
+    qs = _unit(rng.standard_normal((9, 64)))
+    t = as_tensor(v)
+    one_rows, one_cut = product_candidates(t, qs, 30)
+    blk_rows, blk_cut = product_candidates(t, qs, 30, block=128)  # 8 blocks, a running top K
+    assert [sorted(r) for r in one_rows.tolist()] == [sorted(r) for r in blk_rows.tolist()]
+    assert np.array_equal(one_cut, blk_cut)
+    exact = (qs.astype(np.float64) @ v.astype(np.float64).T)  # (9, 1000), the real inner products
+    kth = -np.sort(-exact, axis=1)[:, 29]
+    assert np.abs(one_cut - kth).max() < sum_error(64)
+    whole_rows, _ = product_candidates(t, qs, 5000)  # more asked than stored: every row
+    assert whole_rows.shape == (9, 1000)
+
+
+def test_a_reduced_matmul_precision_turns_the_product_off():
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    try:
+        assert exact_products()
+        torch.set_float32_matmul_precision("medium")
+        assert not exact_products()
+        v, q = _near_ties()
+        qs = np.repeat(q[None], PRODUCT_MIN_BATCH, 0)
+        for rows, _ in _flat(v).search(qs, 10):  # the codes' path: still exact
+            assert rows.tolist() == _brute(v, q, 10)[0].tolist()
+    finally:
+        torch.set_float32_matmul_precision(before)
