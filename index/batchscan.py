@@ -26,7 +26,8 @@ import torch
 # 192-d, one thread, the whole search, the product vs the codes: batch 4 0.33–0.45 vs 0.32–0.45 ms, 8 0.25–0.27 vs 0.30–0.31,
 # 16 0.16 vs 0.31–0.32; a lone query 0.79–0.92 vs 0.50–0.57).
 PRODUCT_MIN_BATCH = 8
-ROW_BLOCK = 1 << 16  # stored vectors per product: (16, 65,536) float32 scores are 4 MB
+QUERY_BLOCK = 256  # queries per product
+ROW_BLOCK = 1 << 14  # stored vectors per product: (256, 16,384) float32 scores are 16 MB
 
 
 def exact_products() -> bool:
@@ -45,23 +46,26 @@ def as_tensor(vectors: np.ndarray) -> torch.Tensor:
 def product_candidates(vectors: torch.Tensor, q: np.ndarray, want: int,
                        block: int = ROW_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Per query of ``q`` (B, D) float32 unit rows: the ``want`` best rows of ``vectors`` (N, D) by the
-    product's scores, as (rows (B, K), the K-th best product score (B,)), K = min(want, N); the stored
-    vectors are read ``block`` rows at a time."""
+    product's scores, as (rows (B, K), the K-th best product score (B,)), K = min(want, N). Queries go
+    ``QUERY_BLOCK`` and stored vectors ``block`` at a time, so the score blocks stay small whatever the
+    batch (an evaluation's thousand queries) or the index."""
     n = vectors.shape[0]
     kk = min(want, n)
-    qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32))  # (B, D)
-    best_s: torch.Tensor | None = None
-    best_r: torch.Tensor | None = None
+    rows = np.zeros((len(q), kk), dtype=np.int64)
+    cuts = np.zeros(len(q), dtype=np.float32)
     with torch.inference_mode():
-        for s in range(0, n, block):
-            scores = qt @ vectors[s : s + block].T  # (B, c)
-            top_s, top_r = torch.topk(scores, min(kk, scores.shape[1]), dim=1, sorted=False)  # (B, ≤K)
-            top_r = top_r + s
-            if best_s is None or best_r is None:
-                best_s, best_r = top_s, top_r
-            else:  # the running K best of the blocks so far
-                both_s, both_r = torch.cat([best_s, top_s], 1), torch.cat([best_r, top_r], 1)
-                best_s, pick = torch.topk(both_s, kk, dim=1, sorted=False)
-                best_r = torch.gather(both_r, 1, pick)
-    assert best_s is not None and best_r is not None  # n ≥ 1: the caller has something to search
-    return best_r.numpy().astype(np.int64, copy=False), best_s.min(dim=1).values.numpy()
+        for qs in range(0, len(q), QUERY_BLOCK):
+            qt = torch.from_numpy(np.ascontiguousarray(q[qs : qs + QUERY_BLOCK], dtype=np.float32))  # (b, D)
+            best_s, best_r = torch.zeros(len(qt), 0), torch.zeros(len(qt), 0, dtype=torch.int64)
+            for s in range(0, n, block):
+                scores = qt @ vectors[s : s + block].T  # (b, c)
+                top_s, top_r = torch.topk(scores, min(kk, scores.shape[1]), dim=1, sorted=False)  # (b, ≤K)
+                # The running K best of the blocks so far.
+                both_s, both_r = torch.cat([best_s, top_s], 1), torch.cat([best_r, top_r + s], 1)
+                if both_s.shape[1] > kk:
+                    both_s, pick = torch.topk(both_s, kk, dim=1, sorted=False)
+                    both_r = torch.gather(both_r, 1, pick)
+                best_s, best_r = both_s, both_r
+            rows[qs : qs + len(qt)] = best_r.numpy()
+            cuts[qs : qs + len(qt)] = best_s.min(dim=1).values.numpy()
+    return rows, cuts

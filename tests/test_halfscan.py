@@ -176,7 +176,13 @@ def test_product_candidates_across_row_blocks_and_the_sum_bound():
     kth = -np.sort(-exact, axis=1)[:, 29]
     assert np.abs(one_cut - kth).max() < sum_error(64)
     whole_rows, _ = product_candidates(t, qs, 5000)  # more asked than stored: every row
-    assert whole_rows.shape == (9, 1000)
+    assert whole_rows.shape == (9, 1000) and all(sorted(r) == list(range(1000)) for r in whole_rows.tolist())
+    many = _unit(rng.standard_normal((600, 64)))  # more queries than one product takes
+    many_rows, many_cut = product_candidates(t, many, 12, block=300)
+    for i in (0, 255, 256, 599):
+        alone_rows, alone_cut = product_candidates(t, many[i : i + 1], 12)
+        assert sorted(many_rows[i].tolist()) == sorted(alone_rows[0].tolist())
+        assert abs(float(many_cut[i]) - float(alone_cut[0])) < sum_error(64)
 
 
 def test_a_reduced_matmul_precision_turns_the_product_off():
