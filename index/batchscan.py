@@ -3,8 +3,9 @@
 The float16 codes' scan (``index.halfscan``) costs the same per query whatever the batch: FAISS scans
 every code once per query. Under load the service hands the index micro-batches (at 32 clients, two
 processes on medquad: batches of 8–16 queries), and a matrix product reads each stored vector once for
-the whole batch, at BLAS speed. Measured on medquad's 15,250 × 192 vectors, one thread (README,
-"Speed"): per query at batch 16, 0.31 ms by the codes' scan, 0.16 ms by the product, rescoring included.
+the whole batch, at BLAS speed (and so streams all of ``vectors.npy``, 4·N·D bytes, through the
+cache once a batch, where the codes' scan reads 2·N·D). Measured on medquad's 15,250 × 192 vectors,
+one thread (README, "Benchmarks"): per query at batch 16, 0.31 ms by the codes' scan, 0.16 ms by the product, rescoring included.
 
 Exactness is the codes' argument with a smaller bound: the product's float32 sums and the exact
 rescoring's each lie within D · 2⁻²⁴ of the real inner product of unit vectors (any order of the sum,
@@ -31,16 +32,28 @@ ROW_BLOCK = 1 << 14  # stored vectors per product: (256, 16,384) float32 scores 
 
 
 def exact_products() -> bool:
-    """Whether torch's float32 products are full float32 (the bound's premise)."""
-    return torch.get_float32_matmul_precision() == "highest"
+    """Whether torch's float32 products are full float32 (the bound's premise): the legacy setting at
+    "highest" and oneDNN's own (torch ≥ 2.9) at "ieee" or unset. torch refuses to report a mix of the
+    two APIs (it raises): then no product either."""
+    try:
+        if torch.get_float32_matmul_precision() != "highest":
+            return False
+        mkldnn = getattr(torch.backends.mkldnn, "matmul", None)
+        return getattr(mkldnn, "fp32_precision", "none") in ("none", "ieee")
+    except RuntimeError:
+        return False
 
 
-def as_tensor(vectors: np.ndarray) -> torch.Tensor:
-    """A torch view of the stored (N, D) float32 vectors (no copy: a memory map stays file pages)."""
+def as_tensor(vectors: np.ndarray) -> torch.Tensor | None:
+    """A torch view of the stored (N, D) vectors, no copy (a memory map stays file pages), or None when
+    they are not C-contiguous float32 (a view is then impossible: no product). Made where the index is
+    made or grown, single-threaded: ``warnings.catch_warnings`` is not thread-safe."""
+    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+        return None
     with warnings.catch_warnings():
         # A read-only memory map: torch warns that it cannot enforce read-only; nothing here writes.
         warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+        return torch.from_numpy(vectors)
 
 
 def product_candidates(vectors: torch.Tensor, q: np.ndarray, want: int,

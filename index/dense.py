@@ -208,7 +208,7 @@ class DenseIndex:
         # (N, D) float32, memory-mapped; as a plain ndarray view (np.memmap's subclass hooks cost ~5 % of a
         # served query's CPU when rows are gathered from it), still backed by the file's pages.
         self.vectors = np.asarray(vectors)
-        self._tensor: tuple[np.ndarray, Any] | None = None  # (the array it views, torch view) for batches
+        self._tensor = as_tensor(self.vectors)  # a torch view of them for batches (index.batchscan)
         self.n, self.dim = vectors.shape
         self.kind = _kind(index)
         # Exact top k: a flat scan of the stored vectors themselves (not of a PCA/OPQ transform of them).
@@ -303,7 +303,8 @@ class DenseIndex:
         want = min(kk + max(HALF_MARGIN, kk // 4), m)  # deep pages ask for more room at the cut
         # A batch takes its candidates from one float32 product (index.batchscan), a lone query (or a
         # filtered batch) from the codes' scan; either widens until the bound settles.
-        product = allowed is None and len(q) >= PRODUCT_MIN_BATCH and exact_products()
+        tensor = self._tensor
+        product = allowed is None and len(q) >= PRODUCT_MIN_BATCH and tensor is not None and exact_products()
         while todo.size:
             if want > max(4 * (kk + HALF_MARGIN), m // 8):
                 # Many near-ties at the cut (duplicated documents): rescoring a large share of the rows
@@ -317,7 +318,7 @@ class DenseIndex:
                 for qi in todo[~finite]:  # no score to rank by: no hits, as from the codes' scan
                     results[qi] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
                 todo = todo[finite]
-                rows, cuts = (product_candidates(self._vectors_tensor(), q[todo], want) if todo.size
+                rows, cuts = (product_candidates(tensor, q[todo], want) if tensor is not None and todo.size
                               else (np.zeros((0, 0), np.int64), np.zeros(0, np.float32)))  # (T, K), (T,)
                 for qi, row, cut in zip(todo, rows, cuts, strict=True):
                     top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
@@ -343,12 +344,6 @@ class DenseIndex:
         if len(done) != len(results):
             raise RuntimeError("dense search left a query without results")
         return done
-
-    def _vectors_tensor(self) -> Any:
-        """A torch view of ``vectors``, made once per array (``add`` replaces the array)."""
-        if self._tensor is None or self._tensor[0] is not self.vectors:
-            self._tensor = (self.vectors, as_tensor(self.vectors))
-        return self._tensor[1]
 
     def _rescore_all(self, q: np.ndarray, kk: int, allowed: Allowed | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k of one unit query (D,) over every allowed row, scored row by row in blocks."""
@@ -377,6 +372,7 @@ class DenseIndex:
                 self.index, self._owned = faiss.deserialize_index(faiss.serialize_index(self.index)), True
             self.index.add(v)
         self.n = int(self.vectors.shape[0])
+        self._tensor = as_tensor(self.vectors)
         return np.arange(start, self.n, dtype=np.int64)
 
     def save(self, directory: str | os.PathLike) -> None:
