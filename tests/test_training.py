@@ -219,9 +219,13 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     mc, tc = resolve("zh", None, {"augment": 0.5})
     assert mc.lang == "zh" and mc.doc_max_words == 64 and tc.augment == 0.5
     assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # Chinese: the hidden state is the vector
+    assert mc.pooling == "last"  # at the last word, as in the paper (max measured no better on kuake_qtr)
     mc, tc = resolve("en", None, {})
     assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
-    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim == 192  # English: the 192-d hidden state
+    assert mc.out_dim == 0 and mc.dim == mc.hidden_dim == 192  # English: the 192-d hidden states,
+    assert mc.pooling == "max"  # their max over the words (seventh round)
+    mc, _ = resolve("en", None, {"pooling": "last"})
+    assert mc.pooling == "last"  # the paper's vector, one flag away
     mc, _ = resolve("en", "demo", {})
     assert (mc.hidden_dim, mc.out_dim, mc.dim) == (128, 128, 128)  # the demo keeps its own sizes
     with pytest.raises(KeyError):
