@@ -297,53 +297,56 @@ class DenseIndex:
         """The float16 codes' scan (a batch: a float32 product) for k + margin candidates, rescored
         exactly, widened until index.halfscan's bound shows no other document can reach the top k.
         ``q`` (Q, D) unit rows; ``m`` documents are allowed (all, or the filter's)."""
-        sel = None if allowed is None else allowed.selector
         results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(q)
         todo = np.arange(len(q))
         want = min(kk + max(HALF_MARGIN, kk // 4), m)  # deep pages ask for more room at the cut
         # A batch takes its candidates from one float32 product (index.batchscan), a lone query (or a
         # filtered batch) from the codes' scan; either widens until the bound settles.
-        tensor = self._tensor
-        product = allowed is None and len(q) >= PRODUCT_MIN_BATCH and tensor is not None and exact_products()
+        tensor = self._tensor if allowed is None and len(q) >= PRODUCT_MIN_BATCH and exact_products() else None
+        error = half_error(self.dim) if tensor is None else sum_error(self.dim)
         while todo.size:
             if want > max(4 * (kk + HALF_MARGIN), m // 8):
                 # Many near-ties at the cut (duplicated documents): rescoring a large share of the rows
                 # costs more than reading them all once, with the same row-by-row scores.
-                for qi in todo:
+                for qi in todo.tolist():
                     results[qi] = self._rescore_all(q[qi], kk, allowed)
                 break
             wider = []
-            if product:
-                finite = np.isfinite(q[todo]).all(axis=1)  # (T,)
-                for qi in todo[~finite]:  # no score to rank by: no hits, as from the codes' scan
-                    results[qi] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-                todo = todo[finite]
-                rows, cuts = (product_candidates(tensor, q[todo], want) if tensor is not None and todo.size
-                              else (np.zeros((0, 0), np.int64), np.zeros(0, np.float32)))  # (T, K), (T,)
-                for qi, row, cut in zip(todo, rows, cuts, strict=True):
-                    top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
-                    if settled(float(cut), float(top[1][-1]), want >= m, sum_error(self.dim)):
-                        results[qi] = top
-                    else:
-                        wider.append(qi)
-            else:
-                codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
-                for qi, c, row in zip(todo, codes, ids, strict=True):
-                    found = row >= 0
-                    row, c = row[found], c[found]  # (K,) best first by the codes' scores
-                    top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
-                    # No candidate at all: a non-finite query (FAISS scores nothing); nothing to rank.
-                    complete = row.size < want or want >= m
-                    if row.size == 0 or settled(float(c[-1]), float(top[1][-1]), complete, half_error(self.dim)):
-                        results[qi] = top
-                    else:
-                        wider.append(qi)
+            for qi, row, cut, complete in self._candidates(q, todo, want, m, allowed, tensor):
+                top = _top(row, row_scores(self.vectors[row], q[qi]), kk)
+                # No candidate at all: a non-finite query (nothing scores it); nothing to rank.
+                if row.size == 0 or settled(cut, float(top[1][-1]), complete, error):
+                    results[qi] = top
+                else:
+                    wider.append(qi)
             todo = np.asarray(wider, dtype=np.int64)  # (n_wider,)
             want = min(want * 4, m)
         done = [r for r in results if r is not None]
         if len(done) != len(results):
             raise RuntimeError("dense search left a query without results")
         return done
+
+    def _candidates(self, q: np.ndarray, todo: np.ndarray, want: int, m: int, allowed: Allowed | None,
+                    tensor: Any) -> list[tuple[int, np.ndarray, float, bool]]:
+        """Per query row in ``todo``: (row, candidate rows (≤ want,), the scan's K-th best score, whether
+        the scan returned every document it may) — from the product over ``tensor`` when given, else
+        from the codes' scan."""
+        if tensor is not None:
+            finite = np.isfinite(q[todo]).all(axis=1)  # (T,): a non-finite query gets no candidates
+            out = [(int(qi), np.zeros(0, np.int64), 0.0, True) for qi in todo[~finite]]
+            if finite.any():
+                rows, cuts = product_candidates(tensor, q[todo[finite]], want)  # (F, K), (F,)
+                out += [(int(qi), row, float(cut), want >= m)
+                        for qi, row, cut in zip(todo[finite], rows, cuts, strict=True)]
+            return out
+        sel = None if allowed is None else allowed.selector
+        codes, ids = self.index.search(q[todo], want, params=self._params(want, 1.0, sel))
+        out = []
+        for qi, c, row in zip(todo, codes, ids, strict=True):
+            found = row >= 0  # FAISS pads with -1 past the documents it has (none for a NaN query)
+            row, c = row[found], c[found]  # (K,) best first by the codes' scores
+            out.append((int(qi), row, float(c[-1]) if row.size else 0.0, row.size < want or want >= m))
+        return out
 
     def _rescore_all(self, q: np.ndarray, kk: int, allowed: Allowed | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k of one unit query (D,) over every allowed row, scored row by row in blocks."""
