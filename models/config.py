@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from .schedule import LrSchedule
+
 CONFIG_FORMAT = "lstm-dssm-model"
 CONFIG_VERSION = 1
 
@@ -130,6 +132,8 @@ class TrainConfig:
     epochs: int = opt(20, "passes over the training pairs")
     batch_size: int = opt(128, "pairs per step (each gets the other B−1 positives as in-batch negatives)")
     lr: float = opt(2e-3, "AdamW learning rate")
+    lr_schedule: LrSchedule = opt("constant", "learning rate over the run: constant, or cosine (from --lr down to 0 by "
+                                              "the last epoch or the --max-minutes bound, whichever comes first)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     negatives: int = opt(4, "J sampled documents per query, besides the in-batch ones (DSSM: 4)")
     hard_negatives: int = opt(0, "mine this many BM25 top hits per training query as hard negatives (0: off)")

@@ -34,6 +34,7 @@ from .loss import distill_kl, dssm_loss, other_relevant
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
+from .schedule import lr_factor, progress
 from .teacher import TeacherVectors
 from .tower import LSTMDSSM, Packed
 
@@ -318,9 +319,15 @@ class Trainer:
         bad_epochs, stopped = 0, "epochs"
         rng = random.Random(cfg.seed)
         self.model.train()
+        # The schedule's clock: the steps planned (from the first epoch's size) and the training time left
+        # after the reserved evaluations and the save; the time spent on per-epoch evaluations counts.
+        peaks = [g["lr"] for g in self.opt.param_groups]
+        fit_start, budget = self.elapsed(), self.budget_left() - dev_cost * self.reserve_evals - 10
+        total_steps, steps = 0, 0
         for epoch in range(1, cfg.epochs + 1):
             order = self.epoch_examples(rng)
             batches = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+            total_steps = total_steps or len(batches) * cfg.epochs
             total, n, t_ep, out_of_time = 0.0, 0, time.monotonic(), False
             bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.show_progress, unit="batch", leave=False)
             for batch in bar:
@@ -329,7 +336,11 @@ class Trainer:
                 if self.budget_left() < (dev_cost + watch_cost) * 1.2 + dev_cost * self.reserve_evals + 10:
                     out_of_time = True
                     break
+                factor = lr_factor(cfg.lr_schedule, progress(steps, total_steps, self.elapsed() - fit_start, budget))
+                for group, peak in zip(self.opt.param_groups, peaks, strict=True):
+                    group["lr"] = peak * factor
                 total += self.step(batch, rng) * len(batch)
+                steps += 1
                 n += len(batch)
                 bar.set_postfix(loss=f"{total / n:.4f}", pairs_s=f"{n / (time.monotonic() - t_ep):.0f}")
             bar.close()
