@@ -18,7 +18,9 @@ from index.fusion import (
     FEATURES,
     W_STEPS,
     Candidates,
+    ShareFit,
     adaptive_weight,
+    balanced_share,
     check_fusion,
     choose_fusion,
     choose_model_fusion,
@@ -226,3 +228,24 @@ def test_cross_validation_without_a_held_out_fold_adopts_nothing():
     z = np.zeros((3, 1))
     assert _cv(table, z, np.zeros(3, dtype=int), adaptive=True) == -1.0  # every query in one fold
     assert _cv(table, z, np.array([0, 1, 2]), adaptive=False) == pytest.approx(1.0)
+
+
+def _share_fit(share: float, dev_value: float, probe_value: float) -> ShareFit:
+    empty = np.zeros((0, 0))
+    return ShareFit(share, empty, empty, [], {}, {}, 0.0, np.zeros(0), dev_value, probe_value)
+
+
+def test_model_fusion_takes_the_share_that_balances_dev_and_probes():
+    """Dev rises and the probes fall as dev's share grows; the fit kept is the one whose worse shortfall
+    (dev's in units of 0.01, the probes' in units of 0.1) is smallest among those keeping dev within
+    DEV_SLACK, not merely the first that keeps dev, nor the one best on dev."""
+    dev_best, probe_best = 0.915, 0.77
+    fits = [_share_fit(0.5, 0.905, 0.76), _share_fit(0.7, 0.909, 0.75), _share_fit(0.9, 0.914, 0.73),
+            _share_fit(0.95, 0.915, 0.60)]
+    chosen = balanced_share(fits, dev_best, probe_best)
+    assert [f.kept for f in fits] == [False, True, True, True]  # 0.905 is 0.010 under: more than DEV_SLACK
+    assert chosen.share == 0.9 and chosen.shortfall == pytest.approx(max(0.1, 0.4))
+    # Were the probes to hold up at 0.95, the best on dev would win; with no fit keeping dev, the last one.
+    fits[3] = _share_fit(0.95, 0.915, 0.765)
+    assert balanced_share(fits, dev_best, probe_best).share == 0.95
+    assert balanced_share([_share_fit(0.5, 0.80, 0.77), _share_fit(0.6, 0.81, 0.7)], dev_best, probe_best).share == 0.6
