@@ -350,7 +350,7 @@ def _raw_features(candidates: Sequence[Candidates]) -> np.ndarray:
     return np.array([[query_features(c)[f] for f in FEATURES] for c in candidates]).reshape(len(candidates), len(FEATURES))
 
 
-@dataclass
+@dataclass(eq=False)
 class ShareFit:
     """The adaptive weight fitted with dev taking ``share`` of the mixture, and what it gives each population."""
 
@@ -378,7 +378,8 @@ def _fit_share(share: float, table: np.ndarray, raw: np.ndarray, n: int, dev: Se
     # Dev's exact NDCG at these weights: the table's interpolation is optimistic for weights between its
     # steps, and a fit can lean on that (a synthetic dev split: 0.994 by the table, 0.815 fused). (The
     # fit's objective, the cross-validation and the probes' figure stay on the table: smooth in the
-    # weights, which the fit needs, and only ever compared with each other.)
+    # weights, which the fit needs; the probes' figure is compared with the table's own ends, its two
+    # sides alone, so its interpolation can only understate a shortfall slightly between steps.)
     dev_value = float(ndcg_at_weights(dev, dev_rels, doc_ids, "weighted", 60.0, w[:n]).mean())
     return ShareFit(share, weights, z, list(feats), mean, std, b, th, dev_value, float(_value(table, w)[n:].mean()))
 

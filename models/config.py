@@ -133,7 +133,9 @@ class TrainConfig:
     batch_size: int = opt(128, "pairs per step (each gets the other B−1 positives as in-batch negatives)")
     lr: float = opt(2e-3, "AdamW learning rate")
     lr_schedule: LrSchedule = opt("constant", "learning rate over the run: constant, or cosine (from --lr down to 0 by "
-                                              "the last epoch or the --max-minutes bound, whichever comes first)")
+                                              "the last epoch or the --max-minutes bound, whichever comes first; "
+                                              "with a time bound the rates follow the clock, so a seed no longer "
+                                              "fixes the weights)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     negatives: int = opt(4, "J sampled documents per query, besides the in-batch ones (DSSM: 4)")
     hard_negatives: int = opt(0, "mine this many BM25 top hits per training query as hard negatives (0: off)")

@@ -1,7 +1,9 @@
 """The learning rate over a run: a multiplier of ``--lr`` from the run's progress.
 
 A run here is bounded by wall clock (``--max-minutes``) as often as by epochs, so progress is whichever
-is further along: the share of the planned steps taken, or the share of the training time spent.
+is further along: the share of the planned steps taken, or the share of the training time spent. With a
+time bound the rate of each step therefore depends on the clock: the same seed gives the same weights
+only when the steps' share stays ahead (no time bound, or one far from binding).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ def lr_factor(schedule: LrSchedule, progress: float) -> float:
     a large step happened to land."""
     if schedule == "constant":
         return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (have: constant, cosine)")
     p = min(max(progress, 0.0), 1.0)
     return 0.5 * (1.0 + math.cos(math.pi * p))
 

@@ -173,6 +173,7 @@ class Trainer:
         self.sampler = NegativeSampler(len(corpus), self.relevant, hard_negatives, cfg.hard_fraction, seed=cfg.seed)
         self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.peak_lrs = [g["lr"] for g in self.opt.param_groups]  # what --lr-schedule scales, step by step
         check_watch(watch, data.name)
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
@@ -321,8 +322,9 @@ class Trainer:
         self.model.train()
         # The schedule's clock: the steps planned (from the first epoch's size) and the training time left
         # after the reserved evaluations and the save; the time spent on per-epoch evaluations counts.
-        peaks = [g["lr"] for g in self.opt.param_groups]
-        fit_start, budget = self.elapsed(), self.budget_left() - dev_cost * self.reserve_evals - 10
+        # (the same margins as the stop condition below: this epoch's evaluations, the reserved ones, the save).
+        fit_start = self.elapsed()
+        budget = self.budget_left() - (dev_cost + watch_cost) * 1.2 - dev_cost * self.reserve_evals - 10
         total_steps, steps = 0, 0
         for epoch in range(1, cfg.epochs + 1):
             order = self.epoch_examples(rng)
@@ -337,7 +339,7 @@ class Trainer:
                     out_of_time = True
                     break
                 factor = lr_factor(cfg.lr_schedule, progress(steps, total_steps, self.elapsed() - fit_start, budget))
-                for group, peak in zip(self.opt.param_groups, peaks, strict=True):
+                for group, peak in zip(self.opt.param_groups, self.peak_lrs, strict=True):
                     group["lr"] = peak * factor
                 total += self.step(batch, rng) * len(batch)
                 steps += 1

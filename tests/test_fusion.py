@@ -168,6 +168,12 @@ def test_model_fusion_keeps_its_own_dev_split():
     f = choose_model_fusion(cands, qids, dev_rels, [c for c, _ in odd], [qrels[q] for _, q in odd], ids)
     fused = np.mean([ndcg_at_k([ids[r] for r, _ in fuse(c, f)[:10]], dev_rels[q], 10) for c, q in zip(cands, qids, strict=True)])
     assert fused >= 1.0 - DEV_SLACK
+    # The share kept is balanced_share's over the figures the fit reports (the better side of each population).
+    fit, mf = f["model_fit"]["adaptive"], f["model_fit"]
+    dev_best = max(f["dev_dense_ndcg@10"], f["dev_bm25_ndcg@10"])
+    probe_best = max(mf["probe_dense_ndcg@10"], mf["probe_bm25_ndcg@10"])
+    expected = max(max(0.0, dev_best - fit["dev_ndcg@10"]) / 0.01, max(0.0, probe_best - fit["probe_ndcg@10"]) / 0.1)
+    assert fit["shortfall"] == pytest.approx(expected, abs=2e-3)
 
 
 def test_probes_are_sentences_of_their_document(tiny_beir):

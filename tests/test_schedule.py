@@ -27,3 +27,8 @@ def test_progress_is_the_further_of_steps_and_time():
     assert progress(10, 100, 30.0, math.inf) == 0.1  # no time bound
     assert progress(10, 0, 15.0, 60.0) == 0.25  # no planned steps
     assert progress(10, 0, 15.0, math.inf) == 0.0
+
+
+def test_an_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="cosin"):
+        lr_factor("cosin", 0.5)  # type: ignore[arg-type]

@@ -352,7 +352,7 @@ def test_cli_watch_data_records_it_and_refuses_what_it_cannot_score(tiny_beir, t
 @pytest.mark.parametrize("bound", ["epochs", "time"])
 def test_cosine_schedule_takes_the_rate_down_by_the_runs_end(tiny_beir, bound):
     data = load_beir(tiny_beir)
-    kw = {"epochs": 4} if bound == "epochs" else {"epochs": 10_000, "max_minutes": 0.2, "patience": 10_000}
+    kw = {"epochs": 4, "patience": 10_000} if bound == "epochs" else {"epochs": 10_000, "max_minutes": 0.35, "patience": 10_000}
     seen: list[float] = []
     for schedule in ("constant", "cosine"):
         t = small_trainer(data, lr=4e-3, lr_schedule=schedule, **kw)
@@ -360,6 +360,7 @@ def test_cosine_schedule_takes_the_rate_down_by_the_runs_end(tiny_beir, bound):
         seen.append(max(g["lr"] for g in t.opt.param_groups))  # the rate of the last step taken
     constant, cosine = seen
     assert constant == 4e-3
-    # Epochs: the last of 4 epochs' steps is within one step of the end; time: the run stops when what is
-    # left would not cover its evaluations, a few seconds before the bound.
-    assert 0 < cosine < 4e-3 * (0.05 if bound == "epochs" else 0.3)
+    # Epochs: the last of 4 epochs' steps is within one step of the end; time: the schedule's clock ends
+    # where the run stops (what is left covers only its evaluations and the save), so the last step taken
+    # is near it.
+    assert 0 < cosine < 4e-3 * (0.05 if bound == "epochs" else 0.2)
