@@ -361,6 +361,6 @@ def test_cosine_schedule_takes_the_rate_down_by_the_runs_end(tiny_beir, bound):
     constant, cosine = seen
     assert constant == 4e-3
     # Epochs: the last of 4 epochs' steps is within one step of the end; time: the schedule's clock ends
-    # where the run stops (what is left covers only its evaluations and the save), so the last step taken
-    # is near it.
-    assert 0 < cosine < 4e-3 * (0.05 if bound == "epochs" else 0.2)
+    # where the run is expected to stop (what is left covers only its evaluations and the save), so the
+    # last step taken is near it, or past it at a rate of 0 when later evaluations ran faster.
+    assert 0 <= cosine < 4e-3 * (0.05 if bound == "epochs" else 0.2)
