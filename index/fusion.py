@@ -433,8 +433,8 @@ def choose_model_fusion(
     # probes, which would pick between the two, preferred RRF (probe NDCG@10 0.738 vs 0.701).
     table = ndcg_table(cands, rels, doc_ids, "weighted", 60.0)
     # The weighted table's ends are the two sides alone (w = 1: dense, w = 0: BM25); its last rows the probes.
-    probe_table = table[n:]
-    probe_best = max(float(probe_table[:, -1].mean()), float(probe_table[:, 0].mean()))
+    probe_dense, probe_bm25 = float(table[n:, -1].mean()), float(table[n:, 0].mean())
+    probe_best = max(probe_dense, probe_bm25)
     fits = [_fit_share(share, table, raw, n, cands[:n], rels[:n], doc_ids) for share in DEV_SHARES]
     fit = balanced_share(fits, dev_best, probe_best)
     cv_const, cv_adapt = _cv(table, fit.z, folds, False, fit.weights), _cv(table, fit.z, folds, True, fit.weights)
@@ -444,8 +444,7 @@ def choose_model_fusion(
         "dev_share": fit.share, "dev_floor_met": fit.kept, "shortfall": round(fit.shortfall, 4),
         "cv_ndcg@10": round(cv_adapt, 5), "cv_constant_ndcg@10": round(cv_const, 5),
         "dev_ndcg@10": round(fit.dev_value, 5), "probe_ndcg@10": round(fit.probe_value, 5)}
-    report = {"probes": len(probes), "probe_dense_ndcg@10": round(float(probe_table[:, -1].mean()), 5),
-              "probe_bm25_ndcg@10": round(float(probe_table[:, 0].mean()), 5)}
+    report = {"probes": len(probes), "probe_dense_ndcg@10": round(probe_dense, 5), "probe_bm25_ndcg@10": round(probe_bm25, 5)}
     if not best["dev_floor_met"] or best["cv_ndcg@10"] <= best["cv_constant_ndcg@10"] + CV_MARGIN:
         return {**on_dev, "model_fit": {**report, "adaptive": best, "adaptive_adopted": False}}
     settings = {k: v for k, v in best.items() if not k.endswith("ndcg@10") and k not in ("dev_share", "dev_floor_met", "shortfall")}

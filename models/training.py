@@ -185,6 +185,11 @@ class Trainer:
             return float("inf")
         return self.cfg.max_minutes * 60 - self.elapsed()
 
+    def held_back(self, dev_cost: float, watch_cost: float) -> float:
+        """Seconds a run keeps for what follows its last step: that epoch's evaluations (dev and watched,
+        with a margin), the caller's reserved dev evaluations and the final save."""
+        return (dev_cost + watch_cost) * 1.2 + dev_cost * self.reserve_evals + 10
+
     def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
         """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training."""
         ev = evaluate_dense(Encoder(self.model, self.vocab), data, qrels)  # Encoder puts the model in eval mode
@@ -321,10 +326,9 @@ class Trainer:
         rng = random.Random(cfg.seed)
         self.model.train()
         # The schedule's clock: the steps planned (from the first epoch's size) and the training time left
-        # after the reserved evaluations and the save; the time spent on per-epoch evaluations counts.
-        # (the same margins as the stop condition below: this epoch's evaluations, the reserved ones, the save).
+        # before the stop condition below would end the run (the per-epoch evaluations' time counts).
         fit_start = self.elapsed()
-        budget = self.budget_left() - (dev_cost + watch_cost) * 1.2 - dev_cost * self.reserve_evals - 10
+        budget = self.budget_left() - self.held_back(dev_cost, watch_cost)
         total_steps, steps = 0, 0
         for epoch in range(1, cfg.epochs + 1):
             order = self.epoch_examples(rng)
@@ -333,9 +337,7 @@ class Trainer:
             total, n, t_ep, out_of_time = 0.0, 0, time.monotonic(), False
             bar = tqdm(batches, desc=f"epoch {epoch}", disable=not cfg.show_progress, unit="batch", leave=False)
             for batch in bar:
-                # Stop early enough to leave time for this epoch's evaluations, the caller's reserved dev
-                # evaluations and the final save.
-                if self.budget_left() < (dev_cost + watch_cost) * 1.2 + dev_cost * self.reserve_evals + 10:
+                if self.budget_left() < self.held_back(dev_cost, watch_cost):
                     out_of_time = True
                     break
                 factor = lr_factor(cfg.lr_schedule, progress(steps, total_steps, self.elapsed() - fit_start, budget))
