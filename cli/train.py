@@ -109,6 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--word-init-words must be at least 2")
     if a.max_minutes is not None and a.max_minutes <= 0:
         p.error("--max-minutes must be positive")
+    if a.ema is not None and not (a.ema == 0 or 0 < a.ema < 1):
+        p.error("--ema must be 0 (off) or a decay between 0 and 1, e.g. 0.998")
+    if a.distill_geometry is not None and not (math.isfinite(a.distill_geometry) and a.distill_geometry >= 0):
+        p.error("--distill-geometry must be 0 (off) or more")
     return a
 
 
@@ -205,14 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     general, missing = load_teacher(tcfg.teacher) if tcfg.distill > 0 or tcfg.word_init == "teacher" else (None, None)
     teacher, fallback = None, None
     if tcfg.distill > 0:
-        log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau})")
+        log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau}"
+            + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "") + ")")
         if general is not None:
             teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
             mc.extra["distilled_from"] = tcfg.teacher
         else:
             fallback = missing
             log(f"warning: {missing}; training WITHOUT distillation (the rest of the recipe is unchanged)")
-            tcfg.distill = 0.0
+            tcfg.distill, tcfg.distill_geometry = 0.0, 0.0
+    elif tcfg.distill_geometry > 0:  # the teacher's neighbourhoods ride on its distillation (the en preset sets both)
+        log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
+        tcfg.distill_geometry = 0.0
     word_init, word_fallback = None, None
     if tcfg.word_init == "teacher":
         word_init, word_fallback = init_words(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)

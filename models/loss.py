@@ -52,12 +52,38 @@ def distill_kl(
         others = other_relevant(exclude)
         s = s.masked_fill(others, float("-inf"))
         t = t.masked_fill(others, float("-inf"))
-    log_ps = F.log_softmax(s, dim=1)  # (B, N)
-    log_pt = F.log_softmax(t, dim=1)  # (B, N)
-    pt = log_pt.exp()
-    # Excluded entries have p_t = 0; their term 0·(−inf − −inf) would be NaN, so they are zeroed.
-    terms = torch.where(pt > 0, pt * (log_pt - log_ps), torch.zeros_like(pt))
-    per_query = terms.sum(dim=1)  # (B,)
+    per_query = _row_kl(s, t)  # (B,)
     if rows is None:
         return per_query.mean()
     return per_query[rows].sum() / rows.sum().clamp_min(1)
+
+
+def geometry_kl(student: Tensor, teacher: Tensor, gamma: Tensor | float, tau: float, same: Tensor) -> Tensor:
+    """Mean over items of KL(p_teacher ‖ p_student) over the *other* items of one side of a batch.
+
+    student (M, D) and teacher (M, Dt): unit vectors of the same M texts (the batch's documents, or its
+    queries) by each model; same (M, M) bool: pairs that are one text (the diagonal, a document sampled
+    twice), which are no neighbours of each other. p_student = softmax_j(γ·cos_s(i, j)), p_teacher =
+    softmax_j(cos_t(i, j) / τ): the teacher's sense of which texts are alike, item by item (relational
+    distillation, Park et al., 2019), where ``distill_kl`` carries only its ranking of documents for a
+    query. Every document of the batch is a row here, so the tower learns the teacher's neighbourhoods
+    on natural text too, not only on the training questions' templates. Items with no other text are
+    left out of the mean.
+    """
+    s = (gamma * (student @ student.t())).masked_fill(same, float("-inf"))  # (M, M)
+    t = (teacher @ teacher.t() / tau).masked_fill(same, float("-inf"))  # (M, M)
+    rows = ~same.all(dim=1)  # (M,)
+    if not bool(rows.any()):
+        return student.sum() * 0.0
+    return _row_kl(s[rows], t[rows]).mean()
+
+
+def _row_kl(s: Tensor, t: Tensor) -> Tensor:
+    """(R,) KL(softmax(t) ‖ softmax(s)) row by row, for logits s, t (R, N) with −inf where masked (the same
+    entries in both, and at least one finite entry a row)."""
+    log_ps = F.log_softmax(s, dim=1)  # (R, N)
+    log_pt = F.log_softmax(t, dim=1)  # (R, N)
+    pt = log_pt.exp()
+    # Masked entries have p_t = 0; their term 0·(−inf − −inf) would be NaN, so they are zeroed.
+    terms = torch.where(pt > 0, pt * (log_pt - log_ps), torch.zeros_like(pt))
+    return terms.sum(dim=1)

@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from index.evaluation import evaluate_dense
 from .augment import inverse_cloze, rewrite_query, sentences, span
 from .config import ModelConfig, TrainConfig
 from .data import DataError, Dataset
+from .ema import WeightAverage
 from .encoder import Encoder
 from .featurizer import Vocab, split_words, word_ngrams
 from .io import LoadedModel, save_model
 from .lexical_teacher import LexicalTeacher, lexical_targets
-from .loss import distill_kl, dssm_loss, other_relevant
+from .loss import distill_kl, dssm_loss, geometry_kl, other_relevant
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
@@ -139,6 +141,8 @@ class Trainer:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
+        if cfg.distill_geometry > 0 and cfg.distill <= 0:
+            raise ValueError("TrainConfig.distill_geometry > 0 needs distill > 0 (the teacher's vectors)")
         if cfg.word_init == "teacher" and "word_init_from" not in model.cfg.extra:
             raise ValueError("TrainConfig.word_init 'teacher' needs a network whose table was fitted first "
                              "(models.word_init.init_model_words)")
@@ -174,6 +178,7 @@ class Trainer:
         self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.peak_lrs = [g["lr"] for g in self.opt.param_groups]  # what --lr-schedule scales, step by step
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         check_watch(watch, data.name)
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
@@ -287,6 +292,8 @@ class Trainer:
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
             t_cos = tq @ self.teacher.docs[cands].t()  # (B, N)
             loss = loss + self.cfg.distill * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
+            if self.cfg.distill_geometry > 0:
+                loss = loss + self.cfg.distill_geometry * self.geometry_loss(qv, dv, tq, rows, cands)
         if self.lexical is not None:
             loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, student_cos, cands, exclude)
         self.opt.zero_grad(set_to_none=True)
@@ -295,6 +302,18 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         return loss.detach().item()
+
+    def geometry_loss(self, qv: torch.Tensor, dv: torch.Tensor, tq: torch.Tensor, rows: Sequence[int],
+                      cands: Sequence[int]) -> torch.Tensor:
+        """The teacher's neighbourhoods among the batch's documents and among its queries, half each.
+        qv (B, D), dv (N, D): the student's unit vectors; tq (B, Dt): the teacher's of the queries; rows:
+        each query's teacher row (equal rows: one text); cands: each document's corpus index."""
+        assert self.teacher is not None
+        tau, gamma = self.cfg.distill_tau, self.model.gamma
+        c, r = torch.tensor(cands), torch.tensor(rows)
+        docs = geometry_kl(dv, self.teacher.docs[c], gamma, tau, c[:, None] == c[None, :])
+        queries = geometry_kl(qv, tq, gamma, tau, r[:, None] == r[None, :])
+        return 0.5 * (docs + queries)
 
     def lexical_loss(self, batch: Sequence[Example], made: Sequence[tuple[Any, ...]], student_cos: torch.Tensor,
                      cands: Sequence[int], exclude: torch.Tensor) -> torch.Tensor:
@@ -344,6 +363,8 @@ class Trainer:
                 for group, peak in zip(self.opt.param_groups, self.peak_lrs, strict=True):
                     group["lr"] = peak * factor
                 total += self.step(batch, rng) * len(batch)
+                if self.average is not None:
+                    self.average.update()
                 steps += 1
                 n += len(batch)
                 bar.set_postfix(loss=f"{total / n:.4f}", pairs_s=f"{n / (time.monotonic() - t_ep):.0f}")
@@ -352,7 +373,14 @@ class Trainer:
                 stopped = "time"
                 break
             t_eval = time.monotonic()
-            dev, watch, dev_cost, watch_cost = self.evaluate_all()
+            # With --ema the averaged weights are what is evaluated and kept; training goes on from the live ones.
+            averaged = self.average.applied() if self.average is not None else nullcontext()
+            with averaged:
+                dev, watch, dev_cost, watch_cost = self.evaluate_all()
+                score = dev["ndcg@10"] if dev else -(total / n)
+                better = score > best_score
+                if better:
+                    best_state = copy.deepcopy(self.model.state_dict())
             rec = {
                 "epoch": epoch,
                 "loss": total / n,
@@ -363,14 +391,12 @@ class Trainer:
                 **({"watch": watch} if watch else {}),
             }
             history.append(rec)
-            score = dev["ndcg@10"] if dev else -(total / n)
             msg = f"epoch {epoch}: loss {rec['loss']:.4f}, {rec['pairs_per_s']} pairs/s"
             if dev:
                 msg += f", dev ndcg@10 {dev['ndcg@10']:.4f} mrr@10 {dev['mrr@10']:.4f} r@100 {dev['recall@100']:.4f}"
             self.log(msg + watched_text(watch) + f" ({self.elapsed() / 60:.1f} min)")
-            if score > best_score:
+            if better:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
-                best_state = copy.deepcopy(self.model.state_dict())
             else:
                 bad_epochs += 1
             if out_of_time:

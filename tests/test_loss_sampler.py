@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from models.loss import dssm_loss
@@ -91,3 +92,45 @@ def test_distill_kl_rows_averages_over_the_chosen_queries_only():
     got = distill_kl(s, t, 2.0, 0.5, exclude, rows=rows).item()
     assert abs(got - (q0 + q2) / 2) < 1e-6
     assert distill_kl(s, t, 2.0, 0.5, rows=torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def _geometry_by_hand(s: torch.Tensor, t: torch.Tensor, gamma: float, tau: float, ids: list[int]) -> float:
+    """Mean over items with another text of KL(teacher ‖ student) over the items that are other texts."""
+    kls = []
+    for i in range(len(ids)):
+        others = [j for j in range(len(ids)) if ids[j] != ids[i]]
+        if not others:
+            continue
+        ps = [math.exp(gamma * float(s[i] @ s[j])) for j in others]
+        pt = [math.exp(float(t[i] @ t[j]) / tau) for j in others]
+        ps = [x / sum(ps) for x in ps]
+        pt = [x / sum(pt) for x in pt]
+        kls.append(sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True)))
+    return sum(kls) / len(kls) if kls else 0.0
+
+
+@pytest.mark.parametrize("ids", [[0, 1, 2], [7, 7, 2, 9], [5, 5]])
+def test_geometry_kl_hand_computed_over_each_items_other_texts(ids):
+    """Distinct texts; a document sampled twice (its copy is no neighbour of it); no text with another."""
+    from models.loss import geometry_kl
+
+    torch.manual_seed(len(ids))
+    base_s = torch.nn.functional.normalize(torch.randn(10, 3), dim=1)
+    base_t = torch.nn.functional.normalize(torch.randn(10, 5), dim=1)
+    s, t = base_s[ids], base_t[ids]  # a copy has its original's vectors
+    idt = torch.tensor(ids)
+    got = geometry_kl(s, t, 3.0, 0.2, idt[:, None] == idt[None, :]).item()
+    assert math.isfinite(got) and abs(got - _geometry_by_hand(s, t, 3.0, 0.2, ids)) < 1e-5
+    # a student with the teacher's own geometry (γ = 1/τ) has nothing to learn
+    assert abs(geometry_kl(t, t, 1 / 0.2, 0.2, idt[:, None] == idt[None, :]).item()) < 1e-5
+
+
+def test_geometry_kl_gradient_pulls_the_teachers_neighbours_together():
+    from models.loss import geometry_kl
+
+    base = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    s = base.clone().requires_grad_(True)
+    t = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.0]]), dim=1)  # 0 and 1 alike
+    geometry_kl(s, t, 1.0, 0.1, torch.eye(3, dtype=torch.bool)).backward()
+    # descent moves item 0 towards item 1 (and item 1 towards item 0)
+    assert float(-s.grad[0] @ base[1]) > 0 and float(-s.grad[1] @ base[0]) > 0

@@ -83,6 +83,27 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tiny_beir, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--ema", "1"], "--ema must be 0 (off) or a decay between 0 and 1"),
+    (["--ema", "-0.5"], "--ema must be 0 (off) or a decay between 0 and 1"),
+    (["--distill-geometry", "-1"], "--distill-geometry must be 0 (off) or more"),
+])
+def test_cli_refuses_bad_averaging_and_geometry_flags(tiny_beir, tmp_path, flags, message):
+    out = tmp_path / "out"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, *flags)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_geometry_without_distillation_is_switched_off_and_said(tiny_beir, tmp_path):
+    """The en preset sets --distill-geometry; a run with --distill 0 (SMALL) has no teacher vectors for it."""
+    out = tmp_path / "m"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--distill-geometry", "1")
+    assert r.returncode == 0, r.stderr
+    assert "--distill-geometry is off" in r.stdout
+    assert load_training_record(out)["distill_geometry"] == 0.0
+
+
 def test_cli_refuses_to_overwrite_a_foreign_folder(tiny_beir, tmp_path):
     out = tmp_path / "precious"
     out.mkdir()
@@ -202,6 +223,36 @@ def test_distillation_from_a_teacher_learns_and_is_recorded(tiny_beir, tmp_path)
     assert load_training_record(tmp_path / "m")["teacher_used"] == {"teacher": "fake"}
     with pytest.raises(ValueError, match="teacher"):
         Trainer(data, model, TrainConfig(distill=1.0), vocab=vocab, log=lambda s: None)
+    with pytest.raises(ValueError, match="distill_geometry"):
+        Trainer(data, model, TrainConfig(distill_geometry=1.0), vocab=vocab, teacher=tv, log=lambda s: None)
+
+
+def test_the_teachers_neighbourhoods_are_learned(tiny_beir):
+    """--distill-geometry with a teacher that puts each entity's documents together: the student's
+    documents of one entity end up closer to each other than to other entities' (and more so than
+    without the term)."""
+    data = load_beir(tiny_beir)
+    ents = sorted(set(data.corpus.titles))
+    ent_of_doc = torch.tensor([ents.index(t) for t in data.corpus.titles])
+    docs = torch.nn.functional.one_hot(ent_of_doc, len(ents)).float()
+    idx = {d: i for i, d in enumerate(data.corpus.ids)}
+    queries = torch.stack([docs[idx[next(iter(data.split("train")[q]))]] for q in train_query_ids(data)])
+    tv = TeacherVectors(queries, docs, {"teacher": "fake"})
+
+    def separation(geometry: float) -> float:
+        model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
+        t = Trainer(data, model, TrainConfig(epochs=4, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, seed=2,
+                                             distill_geometry=geometry, patience=100, show_progress=False),
+                    vocab=vocab, teacher=tv, log=lambda s: None)
+        losses = [h["loss"] for h in t.fit().history if h["loss"] is not None]
+        assert losses[-1] < losses[0]
+        v = torch.from_numpy(Encoder(t.model, t.vocab).encode(data.corpus.full_texts()))
+        cos = v @ v.t()
+        same = ent_of_doc[:, None] == ent_of_doc[None, :]
+        off = ~torch.eye(len(v), dtype=torch.bool)
+        return float(cos[same & off].mean() - cos[~same].mean())
+
+    assert separation(1.0) > separation(0.0)
 
 
 def test_presets_and_explicit_flags(tiny_beir, tmp_path):
