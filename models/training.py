@@ -141,6 +141,10 @@ class Trainer:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
+        if not (cfg.ema == 0 or 0 < cfg.ema < 1):
+            raise ValueError(f"TrainConfig.ema must be 0 (off) or a decay between 0 and 1, not {cfg.ema}")
+        if not cfg.distill_geometry >= 0:
+            raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
             raise ValueError("TrainConfig.distill_geometry > 0 needs distill > 0 (the teacher's vectors)")
         if cfg.word_init == "teacher" and "word_init_from" not in model.cfg.extra:
@@ -373,7 +377,8 @@ class Trainer:
                 stopped = "time"
                 break
             t_eval = time.monotonic()
-            # With --ema the averaged weights are what is evaluated and kept; training goes on from the live ones.
+            # With --ema the averaged weights are what is evaluated and kept (without a dev split the epoch is
+            # chosen by the live weights' training loss); training goes on from the live weights.
             averaged = self.average.applied() if self.average is not None else nullcontext()
             with averaged:
                 dev, watch, dev_cost, watch_cost = self.evaluate_all()
