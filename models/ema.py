@@ -39,14 +39,14 @@ class WeightAverage:
     def update(self) -> None:
         beta = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for s, p in zip(self.shadow, self.params, strict=True):
-            s.lerp_(p.detach(), 1 - beta)
+            s.lerp_(p, 1 - beta)
         self.updates += 1
 
     @contextmanager
     def applied(self) -> Iterator[None]:
         """Inside: the model holds the averaged weights; after: the live ones again (training goes on)."""
         with torch.no_grad():
-            live = [p.detach().clone() for p in self.params]
+            live = [p.clone() for p in self.params]
             for p, s in zip(self.params, self.shadow, strict=True):
                 p.copy_(s)
         try:

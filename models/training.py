@@ -141,8 +141,6 @@ class Trainer:
             raise TypeError("Trainer: a network needs its vocabulary (vocab=...)")
         if cfg.distill > 0 and teacher is None:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
-        if not (cfg.ema == 0 or 0 < cfg.ema < 1):
-            raise ValueError(f"TrainConfig.ema must be 0 (off) or a decay between 0 and 1, not {cfg.ema}")
         if not cfg.distill_geometry >= 0:
             raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
@@ -182,7 +180,7 @@ class Trainer:
         self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.peak_lrs = [g["lr"] for g in self.opt.param_groups]  # what --lr-schedule scales, step by step
-        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema != 0 else None  # it refuses a decay outside (0, 1)
         check_watch(watch, data.name)
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
@@ -294,10 +292,11 @@ class Trainer:
         if self.teacher is not None:
             rows = [m[3] for m in made]
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
-            t_cos = tq @ self.teacher.docs[cands].t()  # (B, N)
+            td = self.teacher.docs[cands]  # (N, Dt)
+            t_cos = tq @ td.t()  # (B, N)
             loss = loss + self.cfg.distill * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
             if self.cfg.distill_geometry > 0:
-                loss = loss + self.cfg.distill_geometry * self.geometry_loss(qv, dv, tq, rows, cands)
+                loss = loss + self.cfg.distill_geometry * self.geometry_loss(qv, dv, tq, td, rows, cands)
         if self.lexical is not None:
             loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, student_cos, cands, exclude)
         self.opt.zero_grad(set_to_none=True)
@@ -307,15 +306,14 @@ class Trainer:
         self.opt.step()
         return loss.detach().item()
 
-    def geometry_loss(self, qv: torch.Tensor, dv: torch.Tensor, tq: torch.Tensor, rows: Sequence[int],
-                      cands: Sequence[int]) -> torch.Tensor:
+    def geometry_loss(self, qv: torch.Tensor, dv: torch.Tensor, tq: torch.Tensor, td: torch.Tensor,
+                      rows: Sequence[int], cands: Sequence[int]) -> torch.Tensor:
         """The teacher's neighbourhoods among the batch's documents and among its queries, half each.
-        qv (B, D), dv (N, D): the student's unit vectors; tq (B, Dt): the teacher's of the queries; rows:
-        each query's teacher row (equal rows: one text); cands: each document's corpus index."""
-        assert self.teacher is not None
+        qv (B, D), dv (N, D): the student's unit vectors; tq (B, Dt), td (N, Dt): the teacher's; rows: each
+        query's teacher row (equal rows: one text); cands: each document's corpus index."""
         tau, gamma = self.cfg.distill_tau, self.model.gamma
         c, r = torch.tensor(cands), torch.tensor(rows)
-        docs = geometry_kl(dv, self.teacher.docs[c], gamma, tau, c[:, None] == c[None, :])
+        docs = geometry_kl(dv, td, gamma, tau, c[:, None] == c[None, :])
         queries = geometry_kl(qv, tq, gamma, tau, r[:, None] == r[None, :])
         return 0.5 * (docs + queries)
 
