@@ -40,9 +40,10 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +51,9 @@ from bench.loadgen import require_wrk, run_wrk, system_server, write_bodies
 from bench.process import ServerProcess
 from cli._run import UsageError, run_cli
 from common.fs import sha256_file
+
+if TYPE_CHECKING:
+    from index.protocols import TextEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,34 +145,87 @@ def recombined_corpus(data: Path, n: int, out: Path, seed: int = 0) -> Path:
 # ---- index builds ----------------------------------------------------------------------------------
 
 
-def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", reuse: bool = False) -> dict[str, Any]:
+class StoredVectors:
+    """An encoder whose document vectors for one corpus come from an index of it already built by the
+    same encoder (another index type): the benchmark compares index types without encoding twice
+    (all-MiniLM-L6-v2 takes ~8 minutes over medquad on 2 cores). Every other call goes to the encoder;
+    a sample of the documents is encoded afresh and must match the stored rows."""
+
+    def __init__(self, encoder: TextEncoder, vectors: np.ndarray) -> None:
+        self.encoder, self.vectors = encoder, vectors  # (N, D) float32 unit rows, the corpus's order
+
+    name = property(lambda self: self.encoder.name)
+    dim = property(lambda self: self.encoder.dim)
+    fingerprint = property(lambda self: self.encoder.fingerprint)
+    lang = property(lambda self: self.encoder.lang)
+    fusion = property(lambda self: self.encoder.fusion)
+
+    def info(self) -> dict[str, Any]:
+        return self.encoder.info()
+
+    def encode(self, texts: Sequence[str], tower: str = "query", batch_size: int = 256,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        if tower != "document" or len(texts) != len(self.vectors):
+            return self.encoder.encode(texts, tower=tower, batch_size=batch_size, progress=progress)
+        sample = sorted(random.Random(0).sample(range(len(texts)), min(16, len(texts))))
+        fresh = self.encoder.encode([texts[i] for i in sample], tower="document")
+        # Cosine between each fresh vector and its stored row: a batch's shape moves float sums by ~1e-7.
+        if float(np.min(np.sum(fresh * self.vectors[sample], axis=1))) < 1 - 1e-4:
+            raise RuntimeError("the stored vectors are not this encoder's vectors of these documents")
+        if progress is not None:
+            progress(len(texts))
+        return self.vectors
+
+
+def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", reuse: bool = False,
+          vectors_from: Path | None = None) -> dict[str, Any]:
     """The product's build (encode, document store, FAISS, BM25, read-back with hashes), timed.
 
     ``reuse``: an index already in ``out`` built from the same corpus by the same encoder is kept, and
     its figures are read from its manifest (recorded when it was built), so a rerun measures serving
-    only. MiniLM takes most of a run encoding the corpus on 2 cores."""
+    only. MiniLM takes most of a run encoding the corpus on 2 cores. ``vectors_from``: an index of
+    another type built here from the same corpus and encoder, whose vectors (and encoding figures) a
+    new build takes instead of encoding again."""
     from bench.encoders import load_encoder
     from index import build_index
     from index.dense import FLAT_FACTORY
     from index.manifest import read_manifest
 
-    encoder = load_encoder(model_dir)
+    encoder: TextEncoder = load_encoder(model_dir)
     key = {"corpus_sha256": sha256_file(corpus), "encoder": encoder.fingerprint, "index_type": index_type}
     if index_type == "flat":  # what a flat index stores changed (float16 codes): an older build is rebuilt
         key["factory"] = FLAT_FACTORY
     stamp = out.parent / f"{out.name}.bench.json"  # what the index in ``out`` was built from
-    m = None
-    if (reuse and (out / "manifest.json").is_file() and stamp.is_file()
-            and json.loads(stamp.read_text(encoding="utf-8")) == key):
-        m = read_manifest(out)
+    m, copied = None, None
+    if reuse and (out / "manifest.json").is_file() and stamp.is_file():
+        was = json.loads(stamp.read_text(encoding="utf-8"))
+        copied = was.pop("copied", None)
+        if was == key:
+            m = read_manifest(out)
     reused = m is not None
     if m is None:
+        copied = None
+        src_stamp = vectors_from.parent / f"{vectors_from.name}.bench.json" if vectors_from is not None else None
+        if vectors_from is not None and src_stamp is not None and src_stamp.is_file():
+            was = json.loads(src_stamp.read_text(encoding="utf-8"))
+            if ((was.get("corpus_sha256"), was.get("encoder")) == (key["corpus_sha256"], key["encoder"])
+                    and (vectors_from / "vectors.npy").is_file()):
+                src = read_manifest(vectors_from)
+                # This build's encoding is a copy: report the figures of the build that encoded.
+                copied = {"from": str(vectors_from), "encode_s": src["build_seconds"]["encode"],
+                          "encode_docs_per_s": src["encode_docs_per_second"]}
+                encoder = StoredVectors(encoder, np.load(vectors_from / "vectors.npy"))
         m = build_index(encoder, corpus, out, index_type=index_type, show_progress=False, dev_data=None)
-        stamp.write_text(json.dumps(key) + "\n", encoding="utf-8")
-    s = m["build_seconds"]
-    return {"documents": m["documents"], "encode_docs_per_s": m["encode_docs_per_second"],
+        stamp.write_text(json.dumps({**key, "copied": copied} if copied else key) + "\n", encoding="utf-8")
+    s = dict(m["build_seconds"])
+    docs_per_s = m["encode_docs_per_second"]
+    if copied:
+        s["total"] += copied["encode_s"] - s["encode"]
+        s["encode"], docs_per_s = copied["encode_s"], copied["encode_docs_per_s"]
+    return {"documents": m["documents"], "encode_docs_per_s": docs_per_s,
             "encode_s": s["encode"], "build_s": round(s["total"], 1), "faiss_s": s["faiss"], "bm25_s": s["bm25"],
-            "store_s": s["store"], "dim": m["dim"], "built_at": m["built_at"], "reused": reused}
+            "store_s": s["store"], "dim": m["dim"], "built_at": m["built_at"], "reused": reused,
+            "vectors_from": copied["from"] if copied else None}
 
 
 # ---- the same work in process ----------------------------------------------------------------------
@@ -388,8 +445,8 @@ def print_tables(result: dict[str, Any]) -> None:
     print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, CPU only; load average (1, 5, 15 min) "
           f"at start {', '.join(f'{x:.2f}' for x in m['load_avg'])}, at end "
           f"{', '.join(f'{x:.2f}' for x in m.get('load_avg_end', ()))}")
-    print(f"dataset: {result['dataset']} ({result['documents']} documents), model: {result['model']}, "
-          f"{len(result['queries'])} distinct queries, {result['seconds_per_level']} s per level\n")
+    print(f"dataset: {result['dataset']} ({result['documents']} documents, {result.get('index_type', 'flat')} index), "
+          f"model: {result['model']}, {len(result['queries'])} distinct queries, {result['seconds_per_level']} s per level\n")
     hdr = (f"{'system':<10} {'docs/s':>8} {'build s':>8} {'PSS MiB':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} "
            f"{'p99 ms':>8} {'errors':>6} {'wrk CPU':>7} {'× rps':>7} {'× p99':>7}")
     print(hdr)
@@ -440,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="an app setting other than the default for every server (a lever: --set micro_batching=false)")
     p.add_argument("--fields", help="JSON list sent as every request's \"fields\" (e.g. '[]': ids and scores only)")
+    p.add_argument("--index-type", default="flat",
+                   help="index of the served corpus, every dense system alike (flat: exact; hnsw: README 'Deployment')")
     p.add_argument("--scale-docs", type=int, default=100_000)
     p.add_argument("--scale-vectors", type=int, default=1_000_000)
     p.add_argument("--scale-types", default="flat,hnsw,ivf", help="index types compared in the ANN tables")
@@ -511,21 +570,26 @@ def main(argv: list[str] | None = None) -> int:
             corpus, n = subset_corpus(data, max_docs, work / "corpus.jsonl")
             result["documents"] = n
             print(f"{n} documents of {data}, {len(queries)} queries; work folder {work}", flush=True)
-            lstm_index = work / "index-lstm-dssm"
+            # Each index type has its own folder, so --reuse keeps the flat and the hnsw builds side by side.
+            suffix = "" if a.index_type == "flat" else f"-{a.index_type}"
+            lstm_index = work / f"index-lstm-dssm{suffix}"
+            result["index_type"] = a.index_type
             specs: list[Served] = []
             for system in systems:
                 print(f"[{system}] building …", flush=True)
                 if system in ("lstm-dssm", "hybrid") or (system == "bm25" and not lstm_index.exists()):
-                    info = build(model, corpus, lstm_index, reuse=a.reuse or system == "hybrid")
+                    info = build(model, corpus, lstm_index, a.index_type, reuse=a.reuse or system == "hybrid",
+                                 vectors_from=work / "index-lstm-dssm" if suffix else None)
                     if system in ("lstm-dssm", "hybrid"):
                         result["systems"][system] = dict(info)
                     else:
                         result.setdefault("_lstm_build", info)
                 if system == "minilm":
                     mdir = make_minilm_dir(work / "minilm-encoder")
-                    info = build(mdir, corpus, work / "index-minilm", reuse=a.reuse)
+                    info = build(mdir, corpus, work / f"index-minilm{suffix}", a.index_type, reuse=a.reuse,
+                                 vectors_from=work / "index-minilm" if suffix else None)
                     result["systems"]["minilm"] = info
-                    serve_model, serve_index = mdir, work / "index-minilm"
+                    serve_model, serve_index = mdir, work / f"index-minilm{suffix}"
                 elif system == "bm25":
                     li = result["systems"].get("lstm-dssm") or result["systems"].get("hybrid") or result["_lstm_build"]
                     # BM25's "encoding" is tokenising and indexing; its index = document store + BM25 arrays.
