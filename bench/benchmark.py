@@ -17,7 +17,8 @@ For each: document encoding docs/s, index build time, ``/search`` p50/p99 and re
 32 concurrent clients (closed loop, bounded in time), server memory (RSS and PSS over every worker
 process). Then ratios to ``minilm``, and a lone request's p50 over HTTP against the same work done in
 this process (encode + search + documents + JSON, one thread): what the serving path itself costs.
-All systems are served at once and loaded in turn, ``--rounds`` times (``serve_interleaved``): this
+``--index-type`` (default flat) is the index every dense system serves; another type than flat takes
+the vectors of the flat build already in ``--work`` (``StoredVectors``). All systems are served at once and loaded in turn, ``--rounds`` times (``serve_interleaved``): this
 machine's speed drifts within minutes, so each ratio compares neighbouring seconds.
 
 Scale (skipped by ``--quick``; LSTM-DSSM only): a 100k-document corpus of recombined real sentences
@@ -148,33 +149,70 @@ def recombined_corpus(data: Path, n: int, out: Path, seed: int = 0) -> Path:
 class StoredVectors:
     """An encoder whose document vectors for one corpus come from an index of it already built by the
     same encoder (another index type): the benchmark compares index types without encoding twice
-    (all-MiniLM-L6-v2 takes ~8 minutes over medquad on 2 cores). Every other call goes to the encoder;
-    a sample of the documents is encoded afresh and must match the stored rows."""
+    (all-MiniLM-L6-v2 takes ~8 minutes over medquad on 2 cores). Every other call goes to the encoder.
+    The stored rows are a cache, so they are checked before use: a sample of the documents is encoded
+    afresh and must match its rows, else (or when the counts differ) the corpus is encoded as usual and
+    ``used`` stays False."""
 
     def __init__(self, encoder: TextEncoder, vectors: np.ndarray) -> None:
         self.encoder, self.vectors = encoder, vectors  # (N, D) float32 unit rows, the corpus's order
+        self.used = False
 
-    name = property(lambda self: self.encoder.name)
-    dim = property(lambda self: self.encoder.dim)
-    fingerprint = property(lambda self: self.encoder.fingerprint)
-    lang = property(lambda self: self.encoder.lang)
-    fusion = property(lambda self: self.encoder.fusion)
+    @property
+    def name(self) -> str:
+        return self.encoder.name
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.encoder.fingerprint
+
+    @property
+    def lang(self) -> str:
+        return self.encoder.lang
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        return self.encoder.fusion
 
     def info(self) -> dict[str, Any]:
         return self.encoder.info()
 
     def encode(self, texts: Sequence[str], tower: str = "query", batch_size: int = 256,
                progress: Callable[[int], None] | None = None) -> np.ndarray:
-        if tower != "document" or len(texts) != len(self.vectors):
-            return self.encoder.encode(texts, tower=tower, batch_size=batch_size, progress=progress)
-        sample = sorted(random.Random(0).sample(range(len(texts)), min(16, len(texts))))
-        fresh = self.encoder.encode([texts[i] for i in sample], tower="document")
-        # Cosine between each fresh vector and its stored row: a batch's shape moves float sums by ~1e-7.
-        if float(np.min(np.sum(fresh * self.vectors[sample], axis=1))) < 1 - 1e-4:
-            raise RuntimeError("the stored vectors are not this encoder's vectors of these documents")
-        if progress is not None:
-            progress(len(texts))
-        return self.vectors
+        if tower == "document" and len(texts) == len(self.vectors) and not self.used:
+            sample = sorted(random.Random(0).sample(range(len(texts)), min(16, len(texts))))
+            fresh = self.encoder.encode([texts[i] for i in sample], tower="document")
+            # Cosine of each fresh vector with its stored row: ONNX Runtime against torch, or another batch
+            # shape, moves float sums by ~1e-7; a row of another document or model is far off.
+            if float(np.min(np.sum(fresh * self.vectors[sample], axis=1))) >= 1 - 1e-4:
+                self.used = True
+                if progress is not None:
+                    progress(len(texts))
+                return self.vectors
+            print("the stored vectors are not this encoder's vectors of these documents: encoding afresh", flush=True)
+        return self.encoder.encode(texts, tower=tower, batch_size=batch_size, progress=progress)
+
+
+def _vectors_source(folder: Path, key: dict[str, Any], dim: int) -> tuple[dict[str, Any], np.ndarray] | None:
+    """(manifest, vectors) of the benchmark's build in ``folder`` when its stamp and its manifest say it
+    holds ``key``'s corpus encoded by ``key``'s encoder; else None."""
+    from index.manifest import read_manifest
+
+    stamp = folder.parent / f"{folder.name}.bench.json"
+    if not stamp.is_file() or not (folder / "vectors.npy").is_file():
+        return None
+    was = json.loads(stamp.read_text(encoding="utf-8"))
+    if (was.get("corpus_sha256"), was.get("encoder")) != (key["corpus_sha256"], key["encoder"]):
+        return None
+    m = read_manifest(folder)
+    vectors = np.load(folder / "vectors.npy")
+    if m["model"]["fingerprint"] != key["encoder"] or vectors.shape != (m["documents"], dim):
+        return None
+    return m, vectors
 
 
 def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", reuse: bool = False,
@@ -183,9 +221,10 @@ def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", re
 
     ``reuse``: an index already in ``out`` built from the same corpus by the same encoder is kept, and
     its figures are read from its manifest (recorded when it was built), so a rerun measures serving
-    only. MiniLM takes most of a run encoding the corpus on 2 cores. ``vectors_from``: an index of
-    another type built here from the same corpus and encoder, whose vectors (and encoding figures) a
-    new build takes instead of encoding again."""
+    only. MiniLM takes most of a run encoding the corpus on 2 cores. ``vectors_from``: the benchmark's
+    build of another index type (the flat one in the same work folder); when it holds the same corpus
+    encoded by the same encoder, a new build takes its vectors (checked on a sample) and reports its
+    encoding figures instead of encoding again."""
     from bench.encoders import load_encoder
     from index import build_index
     from index.dense import FLAT_FACTORY
@@ -205,17 +244,15 @@ def build(model_dir: Path, corpus: Path, out: Path, index_type: str = "flat", re
     reused = m is not None
     if m is None:
         copied = None
-        src_stamp = vectors_from.parent / f"{vectors_from.name}.bench.json" if vectors_from is not None else None
-        if vectors_from is not None and src_stamp is not None and src_stamp.is_file():
-            was = json.loads(src_stamp.read_text(encoding="utf-8"))
-            if ((was.get("corpus_sha256"), was.get("encoder")) == (key["corpus_sha256"], key["encoder"])
-                    and (vectors_from / "vectors.npy").is_file()):
-                src = read_manifest(vectors_from)
-                # This build's encoding is a copy: report the figures of the build that encoded.
-                copied = {"from": str(vectors_from), "encode_s": src["build_seconds"]["encode"],
-                          "encode_docs_per_s": src["encode_docs_per_second"]}
-                encoder = StoredVectors(encoder, np.load(vectors_from / "vectors.npy"))
+        stamp.unlink(missing_ok=True)  # a build stopped midway must not leave the old stamp naming the new folder
+        source = _vectors_source(vectors_from, key, encoder.dim) if vectors_from is not None else None
+        if source is not None:
+            src, vectors = source
+            encoder = stored = StoredVectors(encoder, vectors)
         m = build_index(encoder, corpus, out, index_type=index_type, show_progress=False, dev_data=None)
+        if source is not None and stored.used:  # this build's encoding was a copy: the encoding build's figures
+            copied = {"from": str(vectors_from), "encode_s": src["build_seconds"]["encode"],
+                      "encode_docs_per_s": src["encode_docs_per_second"]}
         stamp.write_text(json.dumps({**key, "copied": copied} if copied else key) + "\n", encoding="utf-8")
     s = dict(m["build_seconds"])
     docs_per_s = m["encode_docs_per_second"]
@@ -530,6 +567,14 @@ def main(argv: list[str] | None = None) -> int:
     do_scale = not (a.quick or a.no_scale)
     if a.rounds < 1:
         raise UsageError("--rounds must be at least 1")
+    from index.dense import resolve_spec
+    from index.errors import IndexBuildError
+
+    try:  # a bad type or parameter fails here, before any encoding
+        spec = resolve_spec(a.index_type, 20_000)
+    except IndexBuildError as e:
+        raise UsageError(f"--index-type: {e}") from e
+    a.index_type = spec.type if spec.type in ("flat", "hnsw", "ivf") else a.index_type.strip()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     signal.signal(signal.SIGTERM, _interrupted)  # `timeout` stops a run: still write what was measured
@@ -571,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             result["documents"] = n
             print(f"{n} documents of {data}, {len(queries)} queries; work folder {work}", flush=True)
             # Each index type has its own folder, so --reuse keeps the flat and the hnsw builds side by side.
-            suffix = "" if a.index_type == "flat" else f"-{a.index_type}"
+            suffix = "" if a.index_type == "flat" else "-" + re.sub(r"[^A-Za-z0-9]+", "_", a.index_type)
             lstm_index = work / f"index-lstm-dssm{suffix}"
             result["index_type"] = a.index_type
             specs: list[Served] = []
