@@ -274,6 +274,8 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # Chinese: the hidden state is the vector
     assert mc.pooling == "last"  # at the last word, as in the paper (max measured no better on kuake_qtr)
     assert (tc.distill, tc.distill_geometry, tc.ema) == (0.0, 0.0, 0.998)  # no teacher; the average (ninth round)
+    assert mc.word_dropout == 0.25  # a quarter of the words dropped in training (tenth round)
+    assert resolve("en", None, {})[0].word_dropout == 0.1 and resolve("zh", "demo", {})[0].word_dropout == 0.1
     mc, tc = resolve("en", None, {})
     assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
     assert mc.out_dim == 0 and mc.dim == mc.hidden_dim == 192  # English: the 192-d hidden states,
