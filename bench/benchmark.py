@@ -209,7 +209,7 @@ def _vectors_source(folder: Path, key: dict[str, Any], dim: int) -> tuple[dict[s
     if (was.get("corpus_sha256"), was.get("encoder")) != (key["corpus_sha256"], key["encoder"]):
         return None
     m = read_manifest(folder)
-    vectors = np.load(folder / "vectors.npy")
+    vectors = np.load(folder / "vectors.npy", allow_pickle=False)
     if m["model"]["fingerprint"] != key["encoder"] or vectors.shape != (m["documents"], dim):
         return None
     return m, vectors

@@ -17,7 +17,7 @@ from models.encoder import Encoder
 def _nudge(index_dir: Path, seed: int = 0) -> np.ndarray:
     """Move the stored rows by ~1e-3 (still unit rows, still within the sample check's 1e-4 in cosine):
     a build that copies them holds exactly these rows, one that encodes afresh does not."""
-    v = np.load(index_dir / "vectors.npy")
+    v = np.load(index_dir / "vectors.npy", allow_pickle=False)
     v = v + 1e-3 * np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     np.save(index_dir / "vectors.npy", v.astype(np.float32), allow_pickle=False)
@@ -38,7 +38,7 @@ def test_second_index_type_takes_the_flat_builds_vectors(tiny_model_dir: Path, t
                  vectors_from=tmp_path / "index-lstm-dssm")
     assert flat["vectors_from"] is None
     assert hnsw["vectors_from"] == str(tmp_path / "index-lstm-dssm")
-    assert np.array_equal(np.load(tmp_path / "index-lstm-dssm-hnsw" / "vectors.npy"), nudged)
+    assert np.array_equal(np.load(tmp_path / "index-lstm-dssm-hnsw" / "vectors.npy", allow_pickle=False), nudged)
     # The copy reports the encoding build's figures, not its own (near-instant) ones.
     assert hnsw["encode_s"] == flat["encode_s"] and hnsw["encode_docs_per_s"] == flat["encode_docs_per_s"]
     with SearchIndex.load(tmp_path / "index-lstm-dssm-hnsw", Encoder.load(tiny_model_dir), verify_hashes=True) as idx:
@@ -69,7 +69,7 @@ def test_no_copy_of_another_corpus_or_order(tiny_model_dir: Path, tiny_beir: Pat
     fresh = Encoder.load(tiny_model_dir).encode(
         [json.loads(line)["title"] + " " + json.loads(line)["text"] for line in corpus.read_text().splitlines()],
         tower="document")
-    got = np.load(tmp_path / "index-lstm-dssm-ivf" / "vectors.npy")
+    got = np.load(tmp_path / "index-lstm-dssm-ivf" / "vectors.npy", allow_pickle=False)
     assert np.allclose(got, fresh, atol=1e-5)
 
 
