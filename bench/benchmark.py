@@ -18,8 +18,9 @@ For each: document encoding docs/s, index build time, ``/search`` p50/p99 and re
 process). Then ratios to ``minilm``, and a lone request's p50 over HTTP against the same work done in
 this process (encode + search + documents + JSON, one thread): what the serving path itself costs.
 ``--index-type`` (default flat) is the index every dense system serves; another type than flat takes
-the vectors of the flat build already in ``--work`` (``StoredVectors``). All systems are served at once and loaded in turn, ``--rounds`` times (``serve_interleaved``): this
-machine's speed drifts within minutes, so each ratio compares neighbouring seconds.
+the vectors of the flat build already in ``--work`` (``StoredVectors``). All systems are served at
+once and loaded in turn, ``--rounds`` times (``serve_interleaved``): this machine's speed drifts
+within minutes, so each ratio compares neighbouring seconds.
 
 Scale (skipped by ``--quick``; LSTM-DSSM only): a 100k-document corpus of recombined real sentences
 of DATASET, encoded by the document tower and served (p99 at 8 clients), and flat vs hnsw vs ivf on

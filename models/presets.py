@@ -62,10 +62,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 128: kuake dev 0.735 / 0.743 (--seed 1 / 2) vs 0.715; test 0.745 / 0.753 vs 0.716.
     # The weights' moving average (ema 0.998; no teacher, so no neighbourhoods): two 20-min pairs (--seed
     # 1 / 2, --threads 1): kuake dev 0.733 / 0.749 vs 0.716 / 0.732, above at every epoch (README, ninth round).
-    # A quarter of the words dropped in training (word_dropout 0.25, not 0.1): the averaged runs had overfitted
-    # by epoch 5-9 (patience stopped seed 1 at epoch 8); with it both ran their 20 minutes, best epochs 11 and
-    # 12. Two 20-min pairs: kuake dev 0.758 / 0.757 vs 0.733 / 0.749,
-    # test dense 0.756 / 0.763 vs 0.749 / 0.761, hybrid 0.829 / 0.825 vs 0.814 / 0.821 (README, tenth round).
+    # A quarter of the words dropped in training (word_dropout 0.25, not 0.1): the averaged runs had
+    # overfitted by epoch 5-9 (patience stopped seed 1 at epoch 8); with it both ran their 20 minutes, best
+    # epochs 11 and 12. Two 20-min pairs: kuake dev 0.758 / 0.757 vs 0.733 / 0.749, test dense 0.756 /
+    # 0.763 vs 0.749 / 0.761, hybrid 0.829 / 0.825 vs 0.814 / 0.821 (README, tenth round).
     "zh": {"lang": "zh", "shared_towers": True, "doc_max_words": 64, "augment": 1.0, "negatives": 0, "out_dim": 0,
            "ema": 0.998, "word_dropout": 0.25},
     # The stdlib demo (`make demo`): a smaller model that trains in a few minutes on 2 cores. Max pooling

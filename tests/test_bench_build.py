@@ -11,6 +11,7 @@ import numpy as np
 
 from bench.benchmark import StoredVectors, build
 from index import SearchIndex
+from models.data import load_corpus
 from models.encoder import Encoder
 
 
@@ -66,9 +67,7 @@ def test_no_copy_of_another_corpus_or_order(tiny_model_dir: Path, tiny_beir: Pat
     info = build(tiny_model_dir, corpus, tmp_path / "index-lstm-dssm-ivf", "ivf",
                  vectors_from=tmp_path / "index-lstm-dssm")
     assert info["vectors_from"] is None
-    fresh = Encoder.load(tiny_model_dir).encode(
-        [json.loads(line)["title"] + " " + json.loads(line)["text"] for line in corpus.read_text().splitlines()],
-        tower="document")
+    fresh = Encoder.load(tiny_model_dir).encode(load_corpus(corpus).full_texts(), tower="document")
     got = np.load(tmp_path / "index-lstm-dssm-ivf" / "vectors.npy", allow_pickle=False)
     assert np.allclose(got, fresh, atol=1e-5)
 
