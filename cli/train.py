@@ -111,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max-minutes must be positive")
     if a.ema is not None and not (a.ema == 0 or 0 < a.ema < 1):
         p.error("--ema must be 0 (off) or a decay between 0 and 1, e.g. 0.998")
+    if a.ema_warmup is not None and not (math.isfinite(a.ema_warmup) and a.ema_warmup > 1):
+        p.error("--ema-warmup must be a number above 1 (10: the average spans the last ninth of the steps)")
     if a.distill_geometry is not None and not (math.isfinite(a.distill_geometry) and a.distill_geometry >= 0):
         p.error("--distill-geometry must be 0 (off) or more")
     return a

@@ -158,7 +158,10 @@ class TrainConfig:
                                        "the others, against the model's (γ); needs --distill > 0, off otherwise")
     ema: float = opt(0.0, "decay β (0 < β < 1) of a moving average of the trainable weights, which each epoch's "
                           "dev evaluation scores and the saved model holds instead of the live weights; warmed "
-                          "up as min(β, (1 + n) / (10 + n)) after n steps (0: off)")
+                          "up as min(β, (1 + n) / (c + n)) after n steps, c --ema-warmup (0: off)")
+    ema_warmup: float = opt(10.0, "c of the average's warm-up β = min(--ema, (1 + n) / (c + n)): until β reaches "
+                                  "--ema the average spans about the last 1 / (c − 1) of the steps so far (10: a "
+                                  "ninth; 4: a third)")
     lexical_distill: float = opt(0.0, "weight of a second distillation loss: KL to BM25's score distribution over "
                                       "the in-batch candidates (no install needed; 0: off)")
     lexical_tau: float = opt(0.1, "temperature of BM25's softmax (scores divided by the query's best candidate's)")

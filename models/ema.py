@@ -19,25 +19,28 @@ from torch import nn
 class WeightAverage:
     """EMA of ``model``'s trainable parameters: avg ← avg + (1 − β)(w − avg) after every step.
 
-    β warms up as min(decay, (1 + n) / (10 + n)) after n updates, so the first steps' random weights do
-    not linger in the average for thousands of steps. Until β reaches ``decay`` (n ≈ 9 / (1 − decay) − 10:
-    ~4,500 updates for 0.998, more than medquad's 30 epochs of ~99 steps) the average spans about the last
-    tenth of the steps taken so far (1 / (1 − β) ≈ (10 + n) / 9): ~1.2 epochs at epoch 11, ~3 at epoch 27.
+    β warms up as min(decay, (1 + n) / (c + n)) after n updates (c = ``warmup``, 10 by default), so the
+    first steps' random weights do not linger in the average for thousands of steps. Until β reaches
+    ``decay`` (n ≈ (c − 1) / (1 − decay) − c: ~4,500 updates for 0.998 and c 10, more than medquad's 30
+    epochs of ~99 steps) the average spans about the last 1 / (c − 1) of the steps taken so far
+    (1 / (1 − β) = (c + n) / (c − 1)); with c 10, ~1.2 epochs at epoch 11, ~3 at epoch 27.
     Frozen parameters (a frozen n-gram table) and buffers are not copied: they are the same in the average
     as in the live model.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"the average's decay must lie between 0 and 1, not {decay}")
-        self.decay = decay
+        if not warmup > 1:  # c ≤ 1 would make β ≥ 1 at the first step: the average would never move
+            raise ValueError(f"the average's warm-up constant must be above 1, not {warmup}")
+        self.decay, self.warmup = decay, warmup
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.shadow = [p.detach().clone() for p in self.params]
         self.updates = 0
 
     @torch.no_grad()
     def update(self) -> None:
-        beta = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        beta = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
         for s, p in zip(self.shadow, self.params, strict=True):
             s.lerp_(p, 1 - beta)
         self.updates += 1

@@ -180,7 +180,8 @@ class Trainer:
         self.dev = capped(data.qrels.get("dev") or {}, cfg.dev_max_queries)
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.peak_lrs = [g["lr"] for g in self.opt.param_groups]  # what --lr-schedule scales, step by step
-        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema != 0 else None  # it refuses a decay outside (0, 1)
+        # WeightAverage refuses a decay outside (0, 1) and a warm-up constant of 1 or less.
+        self.average = WeightAverage(self.model, cfg.ema, cfg.ema_warmup) if cfg.ema != 0 else None
         check_watch(watch, data.name)
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 

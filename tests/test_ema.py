@@ -12,20 +12,22 @@ from models.training import TrainConfig, Trainer
 from tests.conftest import TINY_MODEL
 
 
-def test_average_follows_the_exponential_rule_with_warmup():
+@pytest.mark.parametrize("warmup", [None, 4.0])
+def test_average_follows_the_exponential_rule_with_warmup(warmup: float | None):
     lin = torch.nn.Linear(2, 1, bias=False)
     frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
     lin.register_parameter("frozen", frozen)
     with torch.no_grad():
         lin.weight.fill_(0.0)
-    avg = WeightAverage(lin, decay=0.5)
+    avg = WeightAverage(lin, decay=0.6) if warmup is None else WeightAverage(lin, decay=0.6, warmup=warmup)
+    c = 10.0 if warmup is None else warmup  # the default constant: the last ninth of the steps
     assert len(avg.shadow) == 1  # the frozen parameter is not copied
     want = 0.0
-    for n, w in enumerate([1.0, 2.0, 4.0, 8.0]):
+    for n, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]):
         with torch.no_grad():
             lin.weight.fill_(w)
         avg.update()
-        beta = min(0.5, (1 + n) / (10 + n))
+        beta = min(0.6, (1 + n) / (c + n))  # with c 4 the cap 0.6 is reached at n = 4
         want = beta * want + (1 - beta) * w
         assert torch.allclose(avg.shadow[0], torch.full((1, 2), want))
 
@@ -47,6 +49,9 @@ def test_applied_swaps_the_average_in_and_the_live_weights_back():
     for bad in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match="decay"):
             WeightAverage(lin, bad)
+    for bad_c in (1.0, 0.5, -3.0):
+        with pytest.raises(ValueError, match="warm-up"):
+            WeightAverage(lin, 0.9, warmup=bad_c)
 
 
 def test_trainer_evaluates_and_keeps_the_averaged_weights(tiny_beir):
