@@ -271,6 +271,7 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     training = json.loads((out / "training.json").read_text())
     assert training["preset"] == "demo" and training["batch_size"] == 64 and training["lr"] == 5e-3
     assert training["ema"] == 0.0 and training["distill_geometry"] == 0.0  # the demo sets every lever itself
+    assert training["ema_warmup"] == 10.0
     mc, tc = resolve("zh", None, {"augment": 0.5})
     assert mc.lang == "zh" and mc.doc_max_words == 64 and tc.augment == 0.5
     assert mc.out_dim == 0 and mc.dim == mc.hidden_dim  # Chinese: the hidden state is the vector
@@ -283,6 +284,7 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert mc.out_dim == 0 and mc.dim == mc.hidden_dim == 192  # English: the 192-d hidden states,
     assert mc.pooling == "max"  # their max over the words (seventh round)
     assert (tc.distill, tc.distill_geometry, tc.ema) == (1.0, 1.0, 0.998)  # the teacher's neighbourhoods, averaged (ninth)
+    assert tc.ema_warmup == 4.0 and resolve("zh", None, {})[1].ema_warmup == 10.0  # the longer average: English (eleventh)
     mc, _ = resolve("en", None, {"pooling": "last"})
     assert mc.pooling == "last"  # the paper's vector, one flag away
     mc, _ = resolve("en", "demo", {})
