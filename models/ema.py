@@ -9,6 +9,7 @@ Training keeps stepping the live weights; only evaluations and the saved model s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ from torch import nn
 class WeightAverage:
     """EMA of ``model``'s trainable parameters: avg ← avg + (1 − β)(w − avg) after every step.
 
-    β warms up as min(decay, (1 + n) / (c + n)) after n updates (c = ``warmup``, 10 by default), so the
+    β warms up as min(decay, (1 + n) / (c + n)) after n updates (c = ``warmup``; ``--ema-warmup``), so the
     first steps' random weights do not linger in the average for thousands of steps. Until β reaches
     ``decay`` (n ≈ (c − 1) / (1 − decay) − c: ~4,500 updates for 0.998 and c 10, more than medquad's 30
     epochs of ~99 steps) the average spans about the last 1 / (c − 1) of the steps taken so far
@@ -28,10 +29,11 @@ class WeightAverage:
     as in the live model.
     """
 
-    def __init__(self, model: nn.Module, decay: float, warmup: float = 10.0) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"the average's decay must lie between 0 and 1, not {decay}")
-        if not warmup > 1:  # c ≤ 1 would make β ≥ 1 at the first step: the average would never move
+        # c ≤ 1 would make β ≥ 1 at the first step (the average would never move); c = inf keeps β at 0.
+        if not (math.isfinite(warmup) and warmup > 1):
             raise ValueError(f"the average's warm-up constant must be above 1, not {warmup}")
         self.decay, self.warmup = decay, warmup
         self.params = [p for p in model.parameters() if p.requires_grad]

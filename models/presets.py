@@ -49,11 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # to serve (README, eighth round).
     # The teacher's neighbourhoods (distill_geometry 1: KL to its softmax over each in-batch document's and
     # query's similarity to the others) and a moving average of the weights (ema 0.998; with its warm-up
-    # it spans about the last tenth of the steps so far on medquad, the cap never reached) for what is
+    # it spans about the last ninth of the steps so far on medquad, the cap never reached) for what is
     # evaluated and kept. Two 20-min pairs (--seed 1 / 2): medquad dev 0.928 / 0.923 vs 0.914 /
     # 0.921, mediqa_qa dev best 0.544 / 0.533 vs 0.546 / 0.516 (mean of epochs 11 on 0.545 / 0.529 vs
     # 0.527 / 0.526), the stdlib docs dev 0.205 / 0.238 vs 0.193 / 0.216 (README, ninth round).
-    # A longer average (ema_warmup 4): until β reaches 0.998 (~1,500 steps, epoch 15 on medquad) it spans
+    # A longer average (ema_warmup 4): until β reaches 0.998 (~1,500 steps, early in epoch 16 on medquad) it spans
     # the last third of the steps so far, not the last ninth; then the last ~5 epochs, not ~3. Two 20-min
     # pairs (--seed 1 / 2): mediqa_qa dev best 0.555 / 0.540 vs 0.544 / 0.533 (mean of epochs 11 on 0.547
     # / 0.532 vs 0.545 / 0.529), medquad dev 0.928 / 0.924 vs 0.928 / 0.923, the stdlib docs dev 0.206 /

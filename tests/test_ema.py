@@ -12,15 +12,15 @@ from models.training import TrainConfig, Trainer
 from tests.conftest import TINY_MODEL
 
 
-@pytest.mark.parametrize("warmup", [None, 4.0])
-def test_average_follows_the_exponential_rule_with_warmup(warmup: float | None):
+@pytest.mark.parametrize("warmup", [10.0, 4.0])
+def test_average_follows_the_exponential_rule_with_warmup(warmup: float):
     lin = torch.nn.Linear(2, 1, bias=False)
     frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
     lin.register_parameter("frozen", frozen)
     with torch.no_grad():
         lin.weight.fill_(0.0)
-    avg = WeightAverage(lin, decay=0.6) if warmup is None else WeightAverage(lin, decay=0.6, warmup=warmup)
-    c = 10.0 if warmup is None else warmup  # the default constant: the last ninth of the steps
+    avg = WeightAverage(lin, decay=0.6, warmup=warmup)
+    c = warmup  # 10 (the default): the last ninth of the steps so far; 4: the last third
     assert len(avg.shadow) == 1  # the frozen parameter is not copied
     want = 0.0
     for n, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]):
@@ -34,7 +34,7 @@ def test_average_follows_the_exponential_rule_with_warmup(warmup: float | None):
 
 def test_applied_swaps_the_average_in_and_the_live_weights_back():
     lin = torch.nn.Linear(2, 2)
-    avg = WeightAverage(lin, decay=0.9)
+    avg = WeightAverage(lin, decay=0.9, warmup=10.0)
     start = [p.detach().clone() for p in lin.parameters()]
     with torch.no_grad():
         for p in lin.parameters():
@@ -48,8 +48,8 @@ def test_applied_swaps_the_average_in_and_the_live_weights_back():
     assert all(torch.equal(p, w) for p, w in zip(lin.parameters(), live, strict=True))  # restored on error too
     for bad in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match="decay"):
-            WeightAverage(lin, bad)
-    for bad_c in (1.0, 0.5, -3.0):
+            WeightAverage(lin, bad, 10.0)
+    for bad_c in (1.0, 0.5, -3.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="warm-up"):
             WeightAverage(lin, 0.9, warmup=bad_c)
 
@@ -71,7 +71,8 @@ def test_trainer_evaluates_and_keeps_the_averaged_weights(tiny_beir):
                 seen[int(line.split()[1].rstrip(":"))] = ([s.clone() for s in avg.shadow], [p.detach().clone() for p in avg.params])
 
         t = Trainer(data, ModelConfig(lang="en", **TINY_MODEL),
-                    TrainConfig(epochs=3, batch_size=16, lr=5e-3, patience=100, seed=3, ema=ema, show_progress=False),
+                    TrainConfig(epochs=3, batch_size=16, lr=5e-3, patience=100, seed=3, ema=ema, ema_warmup=4.0,
+                                show_progress=False),
                     log=log)
         holder.append(t)
         return t, t.fit().best_epoch, seen
@@ -79,6 +80,7 @@ def test_trainer_evaluates_and_keeps_the_averaged_weights(tiny_beir):
     plain, _, _ = run(0.0)
     averaged, best, seen = run(0.9)
     assert plain.average is None and averaged.average is not None and best >= 1
+    assert averaged.average.warmup == 4.0  # the run's --ema-warmup reaches the average
     names = [n for n, p in averaged.model.named_parameters() if p.requires_grad]
     kept = averaged.model.state_dict()
     shadow, live = seen[best]

@@ -88,6 +88,7 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tiny_beir, tmp_path, 
     (["--ema", "-0.5"], "--ema must be 0 (off) or a decay between 0 and 1"),
     (["--ema-warmup", "1"], "--ema-warmup must be a number above 1"),
     (["--ema-warmup", "nan"], "--ema-warmup must be a number above 1"),
+    (["--ema-warmup", "inf"], "--ema-warmup must be a number above 1"),
     (["--distill-geometry", "-1"], "--distill-geometry must be 0 (off) or more"),
 ])
 def test_cli_refuses_bad_averaging_and_geometry_flags(tiny_beir, tmp_path, flags, message):
