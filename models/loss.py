@@ -66,9 +66,9 @@ def geometry_kl(student: Tensor, teacher: Tensor, gamma: Tensor | float, tau: fl
     twice, one question's two pairs: equal corpus indices or teacher rows), no neighbours of each other.
     p_student = softmax_j(γ·cos_s(i, j)), p_teacher = softmax_j(cos_t(i, j) / τ): the teacher's sense of
     which texts are alike, item by item (relational distillation, Park et al., 2019), where
-    ``distill_kl`` carries only its ranking of documents for a query. Every document of the batch is a row here, so the tower learns the teacher's neighbourhoods
-    on natural text too, not only on the training questions' templates. Items with no other text are
-    left out of the mean.
+    ``distill_kl`` carries only its ranking of documents for a query. Every document of the batch is a
+    row here, so the tower learns the teacher's neighbourhoods on natural text too, not only on the
+    training questions' templates. Items with no other text are left out of the mean.
     """
     s = (gamma * (student @ student.t())).masked_fill(same, float("-inf"))  # (M, M)
     t = (teacher @ teacher.t() / tau).masked_fill(same, float("-inf"))  # (M, M)
