@@ -1,6 +1,6 @@
 import pytest
 
-from models.featurizer import Vocab, detect_lang, letter_trigrams, split_words, word_ngrams
+from models.featurizer import Vocab, detect_lang, is_cjk, letter_trigrams, split_words, word_ngrams
 
 
 def test_dssm_letter_trigrams():
@@ -83,3 +83,18 @@ def test_lone_surrogate_does_not_crash():
     # JSON can carry "\ud800"; it must hash into a bucket like any unseen n-gram.
     ids = Vocab(["#go"], num_buckets=5).encode("a\ud800b go")
     assert ids[-1][0] == 0 and all(0 <= i < 6 for w in ids for i in w)
+
+
+def test_word_cache_gives_the_ngram_ids_and_fresh_lists():
+    texts = ["感冒 good goods", "good 冒灵 morning good", "🙂 good-bye 感冒灵"]
+    vocab = Vocab.build(texts * 2, size=20, num_buckets=50)
+    expect = [[[vocab.id(g) for g in grams] for grams in word_ngrams(split_words(t))] for t in texts]
+    assert vocab.featurize(texts) == expect  # first sight: computed
+    misses = vocab._word_ids.cache_info().misses
+    first = vocab.encode(texts[1])
+    first[0].append(-1)  # a caller changing what it was given changes nothing cached
+    assert vocab.featurize(texts) == expect  # second sight: from the cache, CJK characters still by context
+    info = vocab._word_ids.cache_info()
+    assert info.misses == misses and info.hits > 0  # every word again a hit; CJK characters never asked
+    # The cache holds the words of their own n-grams: not the CJK characters (the emoji is one of its own).
+    assert info.currsize == len({w for t in texts for w in split_words(t) if not is_cjk(w)}) == 5

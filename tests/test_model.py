@@ -129,6 +129,45 @@ def test_onnx_towers_equal_torch(tmp_path):
                 assert np.abs(torch_enc.encode(texts, tower=tower) - ref).max() < 1e-5
 
 
+def test_onnx_word_vectors_cached_and_summed_alike(tmp_path, monkeypatch):
+    """models/onnx_tower.py: a small batch's words come from the tower's cache, a large one's from one
+    reduceat over the table; both are each word's sum of n-gram rows (a word of no n-grams: zero), and
+    texts encoded through the reduceat path (the limit patched to 0) equal torch's vectors."""
+    import numpy as np
+    import torch
+
+    import models.onnx_tower as onnx_tower
+    from models.config import ModelConfig
+    from models.encoder import Encoder
+    from models.featurizer import Vocab
+    from models.io import save_model
+    from models.tower import LSTMDSSM, Packed
+
+    texts = [f"patient {i} reports fever and cough after {i % 7} days of rest" for i in range(30)]
+    vocab = Vocab.build(texts, size=100, num_buckets=30, min_count=1)
+    cfg = ModelConfig(vocab_size=len(vocab.ngrams), num_buckets=30, embed_dim=8, hidden_dim=6, out_dim=0,
+                      pooling="max", query_max_words=32)
+    torch.manual_seed(3)
+    d = tmp_path / "m"
+    save_model(LSTMDSSM(cfg).eval(), vocab, d)
+    enc = Encoder.load(d)
+    tower = enc.onnx["query"]
+    grams = [g for t in vocab.featurize(texts) for g in t] + [[]]  # with one word of no n-grams
+    emb = tower.emb
+    expect = np.stack([emb[g].sum(axis=0) if g else np.zeros(emb.shape[1], np.float32) for g in grams])
+    cached = tower.word_vectors(grams[:20])  # small: through the cache
+    assert tower._word_vector.cache_info().currsize > 0
+    np.testing.assert_allclose(cached, expect[:20], atol=1e-6)
+    cached[0] += 1  # the stack is the caller's own: the cache is unchanged
+    np.testing.assert_allclose(tower.word_vectors(grams[:20]), expect[:20], atol=1e-6)
+    monkeypatch.setattr(onnx_tower, "CACHED_WORDS_MAX", 0)  # every batch takes the reduceat path
+    np.testing.assert_allclose(tower.word_vectors(grams), expect, atol=1e-6)
+    feats = vocab.featurize(texts)
+    with torch.no_grad():
+        ref = enc.model.tower("query")(Packed.from_lists(feats)).numpy()
+    assert np.abs(enc.encode(texts) - ref).max() < 1e-5
+
+
 def test_onnx_files_follow_the_weights(tmp_path, caplog):
     """The ONNX files are written with the model, are not part of its fingerprint, and are rebuilt
     when missing, stale (other weights) or damaged; a read-only folder keeps the graph in memory."""
