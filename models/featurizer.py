@@ -28,7 +28,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 VOCAB_FORMAT = "lstm-dssm-vocab"
-WORD_CACHE_MAX = 1 << 16  # words whose n-gram ids a vocabulary remembers (~10 MB at most)
+WORD_CACHE_MAX = 1 << 14  # words whose n-gram ids a vocabulary remembers (~5–8 MB)
+CACHED_WORD_CHARS = 32  # longer words are hashed each time (rare; bounds a cache entry's size)
 VOCAB_VERSION = 1
 
 # CJK ideographs (unified + extension A + compatibility), kana and hangul are written without spaces:
@@ -100,6 +101,15 @@ def detect_lang(texts: Iterable[str]) -> str:
     return "zh" if cjk_ratio(texts) >= 0.3 else "en"
 
 
+def _ngram_id(index: dict[str, int], learned: int, buckets: int, ngram: str) -> int:
+    """A learned n-gram's id, else its hashed bucket's (after the ``learned`` ids)."""
+    i = index.get(ngram)
+    if i is not None:
+        return i
+    # surrogatepass: a lone surrogate (valid in JSON as "\ud800") still hashes instead of raising.
+    return learned + zlib.crc32(ngram.encode("utf-8", "surrogatepass")) % buckets
+
+
 class Vocab:
     """N-gram → id: ``len(ngrams)`` learned ids, then ``num_buckets`` hashed ids for the rest."""
 
@@ -115,21 +125,23 @@ class Vocab:
         # Word → its n-gram ids, for words whose n-grams are theirs alone (not a CJK character, whose
         # bigrams depend on its neighbours). Queries repeat words, so a search request's featurizing
         # is mostly cache hits (a medquad query: ~40 → ~18 µs). Least recently used out; thread-safe.
-        self._word_ids = functools.lru_cache(maxsize=WORD_CACHE_MAX)(self._trigram_ids)
+        # Words of at most CACHED_WORD_CHARS characters only, so an entry stays small (~300–500 B) however
+        # long a client's words are. A closure over the lookup table, not a bound method: a cache holding
+        # its own Vocab would be a reference cycle, freed only by the cycle collector (which the service
+        # holds off with gc.freeze, so each reload would keep the old vocabulary).
+        index, learned, buckets = self._index, len(self.ngrams), num_buckets
 
-    def _trigram_ids(self, word: str) -> tuple[int, ...]:
-        return tuple(self.id(g) for g in letter_trigrams(word))
+        def trigram_ids(word: str) -> tuple[int, ...]:
+            return tuple(_ngram_id(index, learned, buckets, g) for g in letter_trigrams(word))
+
+        self._word_ids = functools.lru_cache(maxsize=WORD_CACHE_MAX)(trigram_ids)
 
     def __len__(self) -> int:
         """Total number of ids (embedding rows): learned n-grams plus hash buckets."""
         return len(self.ngrams) + self.num_buckets
 
     def id(self, ngram: str) -> int:
-        i = self._index.get(ngram)
-        if i is not None:
-            return i
-        # surrogatepass: a lone surrogate (valid in JSON as "\ud800") still hashes instead of raising.
-        return len(self.ngrams) + zlib.crc32(ngram.encode("utf-8", "surrogatepass")) % self.num_buckets
+        return _ngram_id(self._index, len(self.ngrams), self.num_buckets, ngram)
 
     def encode(self, text: str, max_words: int | None = None) -> list[list[int]]:
         """Word → n-gram ids of one text, cut to its first ``max_words`` words."""
@@ -141,7 +153,10 @@ class Vocab:
             if _is_cjk_char(w):
                 out.append([self.id(g) for g in _cjk_grams(words, i)])
                 continue
-            out.append(list(self._word_ids(w)))  # a list of its own: callers may change what they are given
+            if len(w) <= CACHED_WORD_CHARS:
+                out.append(list(self._word_ids(w)))  # a list of its own: callers may change what they are given
+            else:
+                out.append([self.id(g) for g in letter_trigrams(w)])
         return out
 
     def featurize(self, texts: Sequence[str], max_words: int | None = None) -> list[list[list[int]]]:

@@ -42,11 +42,12 @@ OPSET = 17
 GRAPH_VERSION = 1  # bump when the graph changes: files of an older version are rebuilt on load
 STAMP_FILE = "onnx.json"
 STAMP_FORMAT = "lstm-dssm-onnx"
-# Words whose vectors a tower remembers (~10 MB at E = 256; a tower's weights never change once loaded),
+# Words whose vectors a tower remembers (~6 MB at E = 256; a tower's weights never change once loaded),
 # and the batches that use them: up to this many words (a request, a micro-batch, a small /embed). Larger
 # batches (an index build's documents, mostly words seen once) sum their rows in one reduceat instead.
-WORD_VECTOR_CACHE = 8192
+WORD_VECTOR_CACHE = 4096
 CACHED_WORDS_MAX = 512
+CACHED_WORD_NGRAMS = 32  # a word of more n-grams (a 31+ letter word) is summed each time: bounds an entry
 
 
 def tower_files(model: LSTMDSSM) -> dict[str, str]:
@@ -94,6 +95,14 @@ def tower_graph(tower: Tower) -> bytes:
     return bytes(m.SerializeToString())
 
 
+def _sum_rows(emb: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """(E,) one word's vector: the sum of its n-gram rows of ``emb`` (EmbeddingBag's sum; zero for no
+    n-grams). Read-only: the cache hands the same array to every caller."""
+    v = emb[list(ids)].sum(axis=0) if len(ids) else np.zeros(emb.shape[1], np.float32)
+    v.flags.writeable = False
+    return v
+
+
 class OnnxTower:
     """Featurized texts (text → words → n-gram ids) → their unit vectors (N, D), like ``Tower.forward``."""
 
@@ -113,18 +122,14 @@ class OnnxTower:
         self.pooling = tower.cfg.pooling
         self.H = tower.lstm.cell.hidden_size
         self.emb = tower.embed.weight.detach().numpy()  # (V, E), a view of the torch table (~30 MB): no copy
-        # Word (its n-gram ids) → its vector, least recently used out: the words of queries repeat.
-        self._word_vector = functools.lru_cache(maxsize=WORD_VECTOR_CACHE)(self._sum_rows)
+        # Word (its n-gram ids) → its vector, least recently used out: the words of queries repeat. A
+        # closure over the table, not a bound method: a cache holding its own tower would be a reference
+        # cycle that the service's gc.freeze keeps alive across reloads (models/featurizer.py, the same).
+        emb = self.emb
+        self._word_vector = functools.lru_cache(maxsize=WORD_VECTOR_CACHE)(lambda ids: _sum_rows(emb, ids))
         proj = tower.proj  # nn.Linear(H, D), or nn.Identity when out_dim = 0
         self.proj_w = proj.weight.detach().numpy().T.copy() if isinstance(proj, nn.Linear) else None  # (H, D)
         self.proj_b = proj.bias.detach().numpy().copy() if isinstance(proj, nn.Linear) and proj.bias is not None else None
-
-    def _sum_rows(self, ids: tuple[int, ...]) -> np.ndarray:
-        """(E,) one word's vector: the sum of its n-gram rows (EmbeddingBag's sum; zero for no n-grams).
-        Read-only: the cache hands the same array to every caller."""
-        v = self.emb[list(ids)].sum(axis=0) if ids else np.zeros(self.emb.shape[1], np.float32)
-        v.flags.writeable = False
-        return v
 
     def word_vectors(self, grams: Sequence[Sequence[int]]) -> np.ndarray:
         """(W, E) the summed n-gram rows of each word (its n-gram ids)."""
@@ -132,7 +137,9 @@ class OnnxTower:
         if W <= CACHED_WORDS_MAX:
             # A request or a micro-batch: its words mostly in the cache, one stack (measured on medquad
             # queries: ~10 against ~55 µs a query; numpy's reduceat alone took ~30 of those).
-            return np.stack([self._word_vector(tuple(g)) for g in grams]) if W else np.zeros((0, E), np.float32)
+            vec, emb = self._word_vector, self.emb
+            return (np.stack([vec(tuple(g)) if len(g) <= CACHED_WORD_NGRAMS else _sum_rows(emb, g) for g in grams])
+                    if W else np.zeros((0, E), np.float32))
         glen = np.fromiter((len(g) for g in grams), dtype=np.int64, count=W)
         words = np.zeros((W, E), dtype=np.float32)
         nonempty = glen > 0  # a word without n-grams is the zero vector, as in EmbeddingBag

@@ -98,3 +98,23 @@ def test_word_cache_gives_the_ngram_ids_and_fresh_lists():
     assert info.misses == misses and info.hits > 0  # every word again a hit; CJK characters never asked
     # The cache holds the words of their own n-grams: not the CJK characters (the emoji is one of its own).
     assert info.currsize == len({w for t in texts for w in split_words(t) if not is_cjk(w)}) == 5
+
+
+def test_word_cache_skips_long_words_and_holds_no_reference_to_its_vocab():
+    import gc
+    import weakref
+
+    from models.featurizer import CACHED_WORD_CHARS
+
+    long_word = "x" * (CACHED_WORD_CHARS + 1)
+    vocab = Vocab.build(["short words here"], size=20, num_buckets=50)
+    assert vocab.encode(f"short {long_word}") == [[vocab.id(g) for g in letter_trigrams(w)] for w in ("short", long_word)]
+    assert vocab._word_ids.cache_info().currsize == 1  # "short" only: a long word's entry is not kept
+    # Freed by reference counting alone (the service runs with gc.freeze, so a cycle would outlive a reload).
+    gc.disable()
+    try:
+        ref = weakref.ref(vocab)
+        del vocab
+        assert ref() is None
+    finally:
+        gc.enable()

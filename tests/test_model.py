@@ -166,6 +166,20 @@ def test_onnx_word_vectors_cached_and_summed_alike(tmp_path, monkeypatch):
     with torch.no_grad():
         ref = enc.model.tower("query")(Packed.from_lists(feats)).numpy()
     assert np.abs(enc.encode(texts) - ref).max() < 1e-5
+    # Freed by reference counting alone: the cache holds the table, not its tower (gc.freeze in the service).
+    import gc
+    import weakref
+
+    monkeypatch.setattr(onnx_tower, "CACHED_WORDS_MAX", 512)
+    tower.word_vectors(grams[:5])
+    gc.disable()
+    try:
+        ref_tower = weakref.ref(tower)
+        enc.onnx.clear()
+        del tower
+        assert ref_tower() is None
+    finally:
+        gc.enable()
 
 
 def test_onnx_files_follow_the_weights(tmp_path, caplog):
