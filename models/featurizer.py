@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 VOCAB_FORMAT = "lstm-dssm-vocab"
+VOCAB_VERSION = 1
 WORD_CACHE_MAX = 1 << 14  # words whose n-gram ids a vocabulary remembers (~5–8 MB)
 CACHED_WORD_CHARS = 32  # longer words are hashed each time (rare; bounds a cache entry's size)
-VOCAB_VERSION = 1
 
 # CJK ideographs (unified + extension A + compatibility), kana and hangul are written without spaces:
 # each character is a word of its own.
@@ -152,11 +152,9 @@ class Vocab:
         for i, w in enumerate(words):
             if _is_cjk_char(w):
                 out.append([self.id(g) for g in _cjk_grams(words, i)])
-                continue
-            if len(w) <= CACHED_WORD_CHARS:
-                out.append(list(self._word_ids(w)))  # a list of its own: callers may change what they are given
-            else:
-                out.append([self.id(g) for g in letter_trigrams(w)])
+            else:  # a list of its own: callers may change what they are given
+                ids = self._word_ids if len(w) <= CACHED_WORD_CHARS else self._word_ids.__wrapped__  # uncached
+                out.append(list(ids(w)))
         return out
 
     def featurize(self, texts: Sequence[str], max_words: int | None = None) -> list[list[list[int]]]:
