@@ -26,6 +26,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.205 / 0.195 vs 0.166 / 0.138, medquad dev 0.918 / 0.922 vs 0.923 / 0.923 — at about the same
     # cost a query (encoding a third cheaper, the scan of 192-d vectors longer). The 256-d hidden state
     # alone cost 16 % of the service's requests/s before the table (README, fourth and sixth rounds).
+    # A 256-unit LSTM with max pooling gained on real questions in two 20-min pairs (mediqa_qa dev 0.554 /
+    # 0.569 vs 0.537 / 0.544) but not in its quiet default run (0.535 vs 0.538; medquad 0.924 vs 0.925,
+    # stdlib 0.237 vs 0.239) at 28 % more a query encoded: 192 stays (README, twelfth and thirteenth rounds).
     # The n-gram table starts as the teacher's word meanings and stays there (word_init teacher, embed_lr
     # 0): each of the corpus's frequent words sums to all-MiniLM-L6-v2's vector of it, and only the LSTM
     # (and a projection, where there is one) learns. Two 20-min pairs (--seed 1 / 2): mediqa_qa dev 0.413
@@ -75,6 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # overfitted by epoch 5-9 (patience stopped seed 1 at epoch 8); with it both ran their 20 minutes, best
     # epochs 11 and 12. Two 20-min pairs: kuake dev 0.758 / 0.757 vs 0.733 / 0.749, test dense 0.756 /
     # 0.763 vs 0.749 / 0.761, hybrid 0.829 / 0.825 vs 0.814 / 0.821 (README, tenth round).
+    # No BM25-mined hard negatives: one of BM25's top 20 per pair (--negatives 1 --hard-negatives 20
+    # --hard-fraction 1) led at epochs 1-2, then its 30 % slower steps left it level (dev 0.746 vs 0.745,
+    # a 20-min pair, --seed 1; README, thirteenth round).
     "zh": {"lang": "zh", "shared_towers": True, "doc_max_words": 64, "augment": 1.0, "negatives": 0, "out_dim": 0,
            "ema": 0.998, "word_dropout": 0.25},
     # The stdlib demo (`make demo`): a smaller model that trains in a few minutes on 2 cores. Max pooling
