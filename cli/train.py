@@ -30,6 +30,7 @@ from cli._run import UsageError, run_cli
 from common.fs import ForeignFolderError, guard_target
 from index.build import fit_model_fusion
 from index.errors import IndexBuildError
+from models.augment import rewrite_probs
 from models.config import ModelConfig, TrainConfig
 from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
@@ -115,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--ema-warmup must be a number above 1 (10: the average spans the last ninth of the steps)")
     if a.distill_geometry is not None and not (math.isfinite(a.distill_geometry) and a.distill_geometry >= 0):
         p.error("--distill-geometry must be 0 (off) or more")
+    if a.query_aug_ops is not None:
+        try:
+            rewrite_probs(a.query_aug_ops)
+        except ValueError as e:
+            p.error(f"--query-aug-ops: {e}")
     return a
 
 

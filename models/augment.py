@@ -24,6 +24,8 @@ _TEMPLATE = (
     "have had get ?"
 )
 TEMPLATE_WORDS = frozenset(_TEMPLATE.split())
+# The operations of ``rewrite_query``, each named by ``--query-aug-ops``, and its probability when on.
+REWRITES = {"drop": ("p_drop", 0.5), "swap": ("p_swap", 0.3), "typo": ("p_typo", 0.3), "context": ("p_context", 0.3)}
 _SENT_RE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -77,6 +79,19 @@ def misspell(word: str, rng: random.Random) -> str:
     return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
 
 
+def rewrite_probs(ops: str) -> dict[str, float]:
+    """``rewrite_query``'s probabilities for a comma-separated subset of ``REWRITES`` (the rest 0).
+
+    An operation left out keeps its random draws (with probability 0), so the other operations see the
+    same random stream: a subset changes what is rewritten, not which questions or words are picked.
+    """
+    names = [o.strip() for o in ops.split(",") if o.strip()]
+    unknown = sorted(set(names) - set(REWRITES))
+    if unknown or not names:
+        raise ValueError(f"query rewrites must be a comma-separated subset of {', '.join(REWRITES)}; got {ops!r}")
+    return {p: (prob if name in names else 0.0) for name, (p, prob) in REWRITES.items()}
+
+
 def rewrite_query(
     query: str, rng: random.Random, context: Sequence[str] = (), p_drop: float = 0.5, p_swap: float = 0.3,
     p_typo: float = 0.3, p_context: float = 0.3,
@@ -101,7 +116,7 @@ def rewrite_query(
             i = rng.choice(topical)
             words[i] = misspell(words[i], rng)
     out = " ".join(words)
-    if context and rng.random() < p_context:
+    if rng.random() < p_context and context:  # drawn even without sentences: the stream stays the same
         extra = context[rng.randrange(len(context))]
         out = f"{extra} {out}" if rng.random() < 0.5 else f"{out} {extra}"
     return out

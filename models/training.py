@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from index.evaluation import evaluate_dense
 
-from .augment import inverse_cloze, rewrite_query, sentences, span
+from .augment import inverse_cloze, rewrite_probs, rewrite_query, sentences, span
 from .config import ModelConfig, TrainConfig
 from .data import DataError, Dataset
 from .ema import WeightAverage
@@ -172,7 +172,8 @@ class Trainer:
             raise ValueError("teacher vectors do not match the training queries / corpus")
         # Context sentences for rewritten questions: short sentences of the corpus (fixed sample).
         self.context: list[str] = []
-        if cfg.query_aug > 0:
+        self.rewrite = rewrite_probs(cfg.query_aug_ops)  # ValueError names the choices
+        if cfg.query_aug > 0 and self.rewrite["p_context"] > 0:
             crng = random.Random(cfg.seed)
             pool = [s for t in crng.sample(self.doc_texts, min(3000, len(self.doc_texts))) for s in sentences(t)]
             self.context = [s for s in pool if 4 <= len(s.split()) <= 20]
@@ -249,7 +250,7 @@ class Trainer:
         mc = self.model_cfg
         if kind == PAIR:
             if self.cfg.query_aug > 0 and rng.random() < self.cfg.query_aug:
-                text = rewrite_query(self.q_texts[q], rng, self.context)
+                text = rewrite_query(self.q_texts[q], rng, self.context, **self.rewrite)
                 return self.vocab.encode(text, mc.query_max_words), self.doc_feats[d], self.relevant[q], q, text
             return self.q_feats[q], self.doc_feats[d], self.relevant[q], q, None
         if kind == ICT:

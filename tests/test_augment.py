@@ -5,8 +5,17 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
-from models.augment import TEMPLATE_WORDS, inverse_cloze, misspell, rewrite_query, sentences, span
+from models.augment import (
+    TEMPLATE_WORDS,
+    inverse_cloze,
+    misspell,
+    rewrite_probs,
+    rewrite_query,
+    sentences,
+    span,
+)
 from models.teacher import cache_key, cached_embed
 
 DOC = ("Glaucoma is a group of eye diseases. It damages the optic nerve. Vision loss comes slowly. "
@@ -51,6 +60,25 @@ def test_rewrite_keeps_topic_words_and_changes_the_form():
     dropped = [o for o in outs if "What" not in o and "mother" not in o]
     assert dropped and all(w.lower() not in TEMPLATE_WORDS or w in o for o in dropped for w in o.split())
     assert rewrite_query("", rng) == ""
+
+
+def test_a_subset_of_rewrites_applies_only_those_on_the_same_random_stream():
+    assert rewrite_probs("drop,swap,typo,context") == {"p_drop": 0.5, "p_swap": 0.3, "p_typo": 0.3, "p_context": 0.3}
+    assert rewrite_probs(" drop ") == {"p_drop": 0.5, "p_swap": 0.0, "p_typo": 0.0, "p_context": 0.0}
+    for bad in ("", ",", "drop,spell"):
+        with pytest.raises(ValueError, match="subset of drop, swap, typo, context"):
+            rewrite_probs(bad)
+    q = "What are the symptoms of Glaucoma ?"
+    ctx = ["My mother is 70 years old."]
+    only_drop = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop")) for i in range(200)]
+    # Only template words go: what is left is the question's own words, in their order, no sentence added.
+    assert all(o.split() == [w for w in q.split() if w in o.split()] for o in only_drop)
+    assert len(set(only_drop)) > 5 and all("symptoms" in o and "Glaucoma" in o for o in only_drop)
+    # Leaving the sentence out changes nothing else: each seed gives the same question, less the sentence.
+    no_ctx = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop,swap,typo")) for i in range(200)]
+    all_ops = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop,swap,typo,context")) for i in range(200)]
+    assert not any("mother" in o for o in no_ctx) and any("mother" in o for o in all_ops)
+    assert all(a.replace(ctx[0], "").strip() == n for a, n in zip(all_ops, no_ctx, strict=True))
 
 
 def test_misspell_makes_one_small_edit():

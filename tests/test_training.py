@@ -90,6 +90,8 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tiny_beir, tmp_path, 
     (["--ema-warmup", "nan"], "--ema-warmup must be a number above 1"),
     (["--ema-warmup", "inf"], "--ema-warmup must be a number above 1"),
     (["--distill-geometry", "-1"], "--distill-geometry must be 0 (off) or more"),
+    (["--query-aug-ops", "drop,spell"], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
+    (["--query-aug-ops", ","], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
 ])
 def test_cli_refuses_bad_averaging_and_geometry_flags(tiny_beir, tmp_path, flags, message):
     out = tmp_path / "out"
