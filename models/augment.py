@@ -24,8 +24,9 @@ _TEMPLATE = (
     "have had get ?"
 )
 TEMPLATE_WORDS = frozenset(_TEMPLATE.split())
-# The operations of ``rewrite_query``, each named by ``--query-aug-ops``, and its probability when on.
-REWRITES = {"drop": ("p_drop", 0.5), "swap": ("p_swap", 0.3), "typo": ("p_typo", 0.3), "context": ("p_context", 0.3)}
+# The operations of ``rewrite_query`` as ``--query-aug-ops`` names them, each with its probability when on
+# (for "drop": of each template word).
+REWRITES: dict[str, float] = {"drop": 0.5, "swap": 0.3, "typo": 0.3, "context": 0.3}
 _SENT_RE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 
 
@@ -80,43 +81,48 @@ def misspell(word: str, rng: random.Random) -> str:
 
 
 def rewrite_probs(ops: str) -> dict[str, float]:
-    """``rewrite_query``'s probabilities for a comma-separated subset of ``REWRITES`` (the rest 0).
-
-    An operation left out keeps its random draws (with probability 0), so the other operations see the
-    same random stream: a subset changes what is rewritten, not which questions or words are picked.
-    """
+    """``rewrite_query``'s probability arguments for a comma-separated subset of ``REWRITES`` (the rest 0)."""
     names = [o.strip() for o in ops.split(",") if o.strip()]
     unknown = sorted(set(names) - set(REWRITES))
     if unknown or not names:
         raise ValueError(f"query rewrites must be a comma-separated subset of {', '.join(REWRITES)}; got {ops!r}")
-    return {p: (prob if name in names else 0.0) for name, (p, prob) in REWRITES.items()}
+    return {f"p_{name}": (prob if name in names else 0.0) for name, prob in REWRITES.items()}
 
 
 def rewrite_query(
-    query: str, rng: random.Random, context: Sequence[str] = (), p_drop: float = 0.5, p_swap: float = 0.3,
-    p_typo: float = 0.3, p_context: float = 0.3,
+    query: str, rng: random.Random, context: Sequence[str] = (), p_drop: float = REWRITES["drop"],
+    p_swap: float = REWRITES["swap"], p_typo: float = REWRITES["typo"], p_context: float = REWRITES["context"],
 ) -> str:
     """A training question rewritten as users write (see module doc); the topic words always stay.
 
     Each operation applies with its own probability; template words are dropped one by one with
     probability ``p_drop`` each (never all the words of the query); a context sentence (drawn from
     ``context``, e.g. other documents' sentences) goes before or after the question.
+
+    Every random value is drawn first, the same ones whatever the probabilities (len(words) + 7 draws
+    of ``rng``, a misspelling from a generator seeded by one of them): with an operation switched off
+    (probability 0) the same ``rng`` gives the same rewrite less that operation and leaves ``rng`` where
+    the full rewrite would, so runs that differ only in ``--query-aug-ops`` rewrite the same questions
+    and sample everything else alike.
     """
     words = query.replace("?", " ?").split()
     if not words:
         return query
-    kept = [w for w in words if w.lower() not in TEMPLATE_WORDS or rng.random() >= p_drop]
+    u_drop = [rng.random() for _ in words]
+    u_swap, f_swap, u_typo, f_typo, u_context, f_context, side = (rng.random() for _ in range(7))
+    typo_rng = random.Random(rng.getrandbits(32))
+    kept = [w for w, u in zip(words, u_drop, strict=True) if w.lower() not in TEMPLATE_WORDS or u >= p_drop]
     words = kept or words
-    if len(words) >= 2 and rng.random() < p_swap:
-        i = rng.randrange(len(words) - 1)
+    if len(words) >= 2 and u_swap < p_swap:
+        i = int(f_swap * (len(words) - 1))  # a position among the words left, f uniform in [0, 1)
         words[i], words[i + 1] = words[i + 1], words[i]
-    if rng.random() < p_typo:
+    if u_typo < p_typo:
         topical = [i for i, w in enumerate(words) if w.lower() not in TEMPLATE_WORDS and len(w) >= 4]
         if topical:
-            i = rng.choice(topical)
-            words[i] = misspell(words[i], rng)
+            i = topical[int(f_typo * len(topical))]
+            words[i] = misspell(words[i], typo_rng)
     out = " ".join(words)
-    if rng.random() < p_context and context:  # drawn even without sentences: the stream stays the same
-        extra = context[rng.randrange(len(context))]
-        out = f"{extra} {out}" if rng.random() < 0.5 else f"{out} {extra}"
+    if context and u_context < p_context:
+        extra = context[int(f_context * len(context))]
+        out = f"{extra} {out}" if side < 0.5 else f"{out} {extra}"
     return out

