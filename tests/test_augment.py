@@ -87,6 +87,7 @@ def test_a_subset_of_rewrites_applies_only_those_on_the_same_random_stream():
     for ops in subsets:
         assert [n for _, n in outs[ops]] == [n for _, n in outs["drop,swap,typo,context"]], ops
     full, no_ctx = [o for o, _ in outs["drop,swap,typo,context"]], [o for o, _ in outs["drop,swap,typo"]]
+
     def less_sentence(text: str) -> str:
         for c in ctx:
             text = text.replace(c, "")

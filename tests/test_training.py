@@ -93,7 +93,7 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tiny_beir, tmp_path, 
     (["--query-aug-ops", "drop,spell"], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
     (["--query-aug-ops", ","], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
 ])
-def test_cli_refuses_bad_averaging_and_geometry_flags(tiny_beir, tmp_path, flags, message):
+def test_cli_refuses_bad_training_flags(tiny_beir, tmp_path, flags, message):
     out = tmp_path / "out"
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, *flags)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
