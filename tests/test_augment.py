@@ -109,8 +109,11 @@ def test_a_subset_of_rewrites_applies_only_those_on_the_same_random_stream():
 
 def test_the_trainer_rewrites_with_the_chosen_operations(tiny_beir):
     data = load_beir(tiny_beir)
-    make = lambda ops: Trainer(data, ModelConfig(lang="en", **TINY_MODEL),  # noqa: E731
-                               TrainConfig(query_aug=1.0, query_aug_ops=ops, show_progress=False), log=lambda s: None)
+
+    def make(ops: str) -> Trainer:
+        cfg = TrainConfig(query_aug=1.0, query_aug_ops=ops, show_progress=False)
+        return Trainer(data, ModelConfig(lang="en", **TINY_MODEL), cfg, log=lambda s: None)
+
     full, drop = make("drop,swap,typo,context"), make("drop")
     assert full.context and not drop.context  # no sentence pool built for rewrites that never use it
     rng = random.Random(0)
