@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .schedule import LrSchedule
+from .stopwords import STOPWORD_LISTS
 
 CONFIG_FORMAT = "lstm-dssm-model"
 CONFIG_VERSION = 1
 
 Pooling = Literal["last", "max", "mean"]
 WordInitMode = Literal["random", "teacher"]
+Stopwords = Literal["none", "lucene", "nltk", "nltk-q"]
 
 
 # Field → (kind, low, high) for the values a loaded config may hold. The upper bounds are far above any
@@ -31,7 +33,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "hidden_dim": (1, 16_384), "out_dim": (0, 16_384), "query_max_words": (1, 100_000),
     "doc_max_words": (1, 100_000),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {"lang": ("en", "zh"), "pooling": ("last", "max", "mean")}
+_CHOICES: dict[str, tuple[str, ...]] = {"lang": ("en", "zh"), "pooling": ("last", "max", "mean"),
+                                        "stopwords": tuple(STOPWORD_LISTS)}
 
 
 def _check_field(name: str, value: Any) -> str | None:
@@ -82,6 +85,9 @@ class ModelConfig:
     pooling: Pooling = opt("last", "text vector: LSTM state at the last word (the paper), or max/mean over words")
     query_max_words: int = opt(32, "words of a query the model reads")
     doc_max_words: int = opt(64, "words of a document the model reads")
+    stopwords: Stopwords = opt("none", "English words the model skips in every text, in training and at search time: "
+                               "none, lucene (33 stop words), nltk (179) or nltk-q (nltk without the 8 question words); "
+                               "the list is stored in vocab.json")
     gamma: float = opt(20.0, "DSSM's smoothing factor γ on the cosine")
     learn_gamma: bool = opt(False, "learn γ instead of keeping it fixed")
     ngram_dropout: float = opt(0.1, "training only: drop n-grams inside a word")

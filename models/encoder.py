@@ -76,7 +76,8 @@ class Encoder:
     def info(self) -> dict[str, Any]:
         cfg = self.config
         return {"kind": "lstm-dssm", "runtime": self.runtime, "lang": cfg.lang, "shared_towers": cfg.shared_towers, "pooling": cfg.pooling,
-                "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words}
+                "query_max_words": cfg.query_max_words, "doc_max_words": cfg.doc_max_words,
+                "stopwords": cfg.stopwords}
 
     def max_words(self, tower: str) -> int:
         return self.config.query_max_words if tower == "query" else self.config.doc_max_words

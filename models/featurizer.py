@@ -113,12 +113,15 @@ def _ngram_id(index: dict[str, int], learned: int, buckets: int, ngram: str) -> 
 class Vocab:
     """N-gram → id: ``len(ngrams)`` learned ids, then ``num_buckets`` hashed ids for the rest."""
 
-    def __init__(self, ngrams: Sequence[str], num_buckets: int = 20_000, lang: str = "en") -> None:
+    def __init__(self, ngrams: Sequence[str], num_buckets: int = 20_000, lang: str = "en",
+                 stopwords: Iterable[str] = ()) -> None:
         if num_buckets < 1:
             raise ValueError("num_buckets must be at least 1")
         self.ngrams = list(ngrams)
         self.num_buckets = num_buckets
         self.lang = lang
+        # Words the model skips (models/stopwords.py), as split_words writes them (normalised).
+        self.stopwords = frozenset(split_words(" ".join(stopwords)))
         self._index = {g: i for i, g in enumerate(self.ngrams)}
         if len(self._index) != len(self.ngrams):
             raise ValueError("duplicate n-grams in vocabulary")
@@ -143,9 +146,18 @@ class Vocab:
     def id(self, ngram: str) -> int:
         return _ngram_id(self._index, len(self.ngrams), self.num_buckets, ngram)
 
-    def encode(self, text: str, max_words: int | None = None) -> list[list[int]]:
-        """Word → n-gram ids of one text, cut to its first ``max_words`` words."""
+    def words(self, text: str) -> list[str]:
+        """The words of ``text`` the model reads: ``split_words`` without the stop words, unless the text
+        is nothing but stop words ("to be or not to be"), which is then read whole rather than as nothing."""
         words = split_words(text)
+        if not self.stopwords:
+            return words
+        kept = [w for w in words if w not in self.stopwords]
+        return kept or words
+
+    def encode(self, text: str, max_words: int | None = None) -> list[list[int]]:
+        """Word → n-gram ids of one text (its words as ``words`` reads them), cut to the first ``max_words``."""
+        words = self.words(text)
         if max_words is not None:
             words = words[:max_words]
         out = []
@@ -169,27 +181,32 @@ class Vocab:
         num_buckets: int = 20_000,
         lang: str = "en",
         min_count: int = 2,
+        stopwords: Iterable[str] = (),
     ) -> Vocab:
-        """The ``size`` most frequent n-grams (seen at least ``min_count`` times) of ``texts``.
+        """The ``size`` most frequent n-grams (seen at least ``min_count`` times) of ``texts`` as the
+        vocabulary reads them (without ``stopwords``).
 
         Ties are broken by the n-gram itself so the vocabulary is deterministic for given texts.
         """
+        empty = cls([], num_buckets=num_buckets, lang=lang, stopwords=stopwords)
         counts: Counter[str] = Counter()
         for t in texts:
-            for grams in word_ngrams(split_words(t)):
+            for grams in word_ngrams(empty.words(t)):
                 counts.update(grams)
         ranked = sorted((g for g, c in counts.items() if c >= min_count), key=lambda g: (-counts[g], g))
-        return cls(ranked[:size], num_buckets=num_buckets, lang=lang)
+        return cls(ranked[:size], num_buckets=num_buckets, lang=lang, stopwords=stopwords)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "format": VOCAB_FORMAT,
             "version": VOCAB_VERSION,
             "lang": self.lang,
             "num_buckets": self.num_buckets,
             "hash": "crc32",
-            "ngrams": self.ngrams,
         }
+        if self.stopwords:  # absent (a vocabulary of every word) in the files of models before the option
+            d["stopwords"] = sorted(self.stopwords)
+        return {**d, "ngrams": self.ngrams}
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
@@ -197,7 +214,10 @@ class Vocab:
             raise ValueError(f"not a vocabulary file (format={d.get('format')!r})")
         if d.get("version") != VOCAB_VERSION:
             raise ValueError(f"unsupported vocabulary version {d.get('version')!r} (expected {VOCAB_VERSION})")
-        return cls(d["ngrams"], num_buckets=int(d["num_buckets"]), lang=d.get("lang", "en"))
+        stop = d.get("stopwords", [])
+        if not isinstance(stop, list) or not all(isinstance(w, str) for w in stop):
+            raise ValueError("vocabulary file: stopwords must be a list of strings")
+        return cls(d["ngrams"], num_buckets=int(d["num_buckets"]), lang=d.get("lang", "en"), stopwords=stop)
 
     def save(self, path: str | os.PathLike) -> None:
         # One n-gram a line keeps the file readable and diffable.

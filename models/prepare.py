@@ -11,6 +11,7 @@ import torch
 from .config import ModelConfig
 from .data import Dataset
 from .featurizer import Vocab, detect_lang
+from .stopwords import STOPWORD_LISTS
 from .tower import LSTMDSSM
 
 
@@ -28,11 +29,13 @@ def resolve_lang(data: Dataset, lang: str) -> str:
 
 
 def build_vocab(data: Dataset, cfg: ModelConfig, min_count: int = 2) -> Vocab:
-    """Vocabulary from the training queries and the corpus as the model reads it (first words)."""
+    """Vocabulary from the training queries and the corpus as the model reads it (first words, without
+    the stop words ``cfg.stopwords`` names, which the vocabulary keeps: the model skips them everywhere)."""
     train_q = [data.queries[q] for q in train_query_ids(data)]
     docs = data.corpus.full_texts()
     cut = [" ".join(t.split()[: cfg.doc_max_words * 2]) for t in docs]  # bound the work on long docs
-    return Vocab.build(train_q + cut, size=cfg.vocab_size, num_buckets=cfg.num_buckets, lang=cfg.lang, min_count=min_count)
+    return Vocab.build(train_q + cut, size=cfg.vocab_size, num_buckets=cfg.num_buckets, lang=cfg.lang, min_count=min_count,
+                       stopwords=STOPWORD_LISTS[cfg.stopwords])
 
 
 def new_model(data: Dataset, cfg: ModelConfig, seed: int = 0) -> tuple[LSTMDSSM, Vocab]:

@@ -29,7 +29,7 @@ from .config import ModelConfig, TrainConfig
 from .data import DataError, Dataset
 from .ema import WeightAverage
 from .encoder import Encoder
-from .featurizer import Vocab, split_words, word_ngrams
+from .featurizer import Vocab, word_ngrams
 from .io import LoadedModel, save_model
 from .lexical_teacher import LexicalTeacher, lexical_targets
 from .loss import distill_kl, dssm_loss, geometry_kl, other_relevant
@@ -158,7 +158,7 @@ class Trainer:
         self.doc_texts = corpus.full_texts()
         self.doc_feats = self.vocab.featurize(self.doc_texts, mc.doc_max_words)
         # The words of each document as the model reads them, for span pseudo-queries.
-        self.doc_words = [split_words(t)[: mc.doc_max_words] for t in self.doc_texts] if cfg.augment > 0 else []
+        self.doc_words = [self.vocab.words(t)[: mc.doc_max_words] for t in self.doc_texts] if cfg.augment > 0 else []
         self.qids = train_query_ids(data)
         self.q_texts = [data.queries[q] for q in self.qids]
         self.q_feats = self.vocab.featurize(self.q_texts, mc.query_max_words)
@@ -225,7 +225,7 @@ class Trainer:
 
     def span_words(self, d: int, rng: random.Random) -> list[str]:
         """A random contiguous span (30–70 % of the words) of document d as the model reads it."""
-        words = self.doc_words[d] if self.doc_words else split_words(self.doc_texts[d])[: self.model_cfg.doc_max_words]
+        words = self.doc_words[d] if self.doc_words else self.vocab.words(self.doc_texts[d])[: self.model_cfg.doc_max_words]
         s, e = span(len(words), rng)
         return words[s:e]
 

@@ -31,15 +31,18 @@ from .tower import LSTMDSSM
 _LATIN_WORD = re.compile(r"[a-z][a-z0-9]*")  # words the English teacher can say something about
 
 
-def frequent_words(texts: Iterable[str], max_words: int, min_count: int = 2) -> tuple[list[str], float]:
-    """The ``max_words`` most frequent words of ``texts`` (as the featurizer splits them) that start with a
+def frequent_words(
+    texts: Iterable[str], max_words: int, min_count: int = 2, split: Callable[[str], list[str]] = split_words,
+) -> tuple[list[str], float]:
+    """The ``max_words`` most frequent words of ``texts`` (as ``split`` reads them: a vocabulary's ``words``
+    leaves out the stop words its model skips, whose rows need no fit) that start with a
     Latin letter, seen at least ``min_count`` times (ties broken by the word, so the list is deterministic);
     and the share of all word occurrences that are such Latin words (how much of the text the English
     teacher can speak for)."""
     counts: Counter[str] = Counter()
     total = 0
     for t in texts:
-        words = split_words(t)
+        words = split(t)
         total += len(words)
         counts.update(w for w in words if _LATIN_WORD.fullmatch(w))
     ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
@@ -135,7 +138,7 @@ def init_from_teacher(
 
     ValueError when the texts are not mostly Latin-script words (under ``min_latin`` of their word
     occurrences): the teacher reads English, and a fit to a few stray Latin words would mean nothing."""
-    words, latin = frequent_words(texts, max_words)
+    words, latin = frequent_words(texts, max_words, split=vocab.words)
     if latin < min_latin or len(words) < 2:
         raise ValueError(f"only {latin:.0%} of the words are Latin-script ({len(words)} frequent ones): "
                          "the teacher's word vectors would say little about this text")

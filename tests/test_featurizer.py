@@ -118,3 +118,33 @@ def test_word_cache_skips_long_words_and_holds_no_reference_to_its_vocab():
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_stop_words_are_skipped_unless_they_are_the_whole_text(tmp_path):
+    texts = ["the symptoms of the flu", "what is the flu"]
+    v = Vocab.build(texts, size=100, num_buckets=7, min_count=1, stopwords=["The", "of", "is"])
+    assert v.stopwords == {"the", "of", "is"}  # normalised as split_words writes words
+    assert v.words("The symptoms OF the flu") == ["symptoms", "flu"]
+    assert v.encode("the symptoms of the flu") == v.encode("symptoms flu")
+    assert "#th" not in v.ngrams and "#of" not in v.ngrams and "#sy" in v.ngrams  # never counted
+    # A text of nothing but stop words is read whole, not as an empty text.
+    assert v.words("the of is") == ["the", "of", "is"] and len(v.encode("the of is")) == 3
+    # Without a list every word is read, as before the option.
+    plain = Vocab.build(texts, size=100, num_buckets=7, min_count=1)
+    assert plain.words("the flu") == ["the", "flu"] and "#th" in plain.ngrams
+    # The list is part of the vocabulary file (the model keeps the list it was trained with)...
+    v.save(tmp_path / "v.json")
+    w = Vocab.load(tmp_path / "v.json")
+    assert w.stopwords == v.stopwords and w.encode("the symptoms of the flu") == v.encode("symptoms flu")
+    # ...and absent from a file without one, so older models' files and fingerprints stay as they were.
+    plain.save(tmp_path / "p.json")
+    assert "stopwords" not in (tmp_path / "p.json").read_text(encoding="utf-8")
+    assert Vocab.load(tmp_path / "p.json").stopwords == frozenset()
+
+
+def test_stop_words_in_a_vocabulary_file_are_checked(tmp_path):
+    d = Vocab(["#go"], num_buckets=3).to_dict()
+    with pytest.raises(ValueError, match="stopwords must be a list of strings"):
+        Vocab.from_dict({**d, "stopwords": "the"})
+    with pytest.raises(ValueError, match="stopwords must be a list of strings"):
+        Vocab.from_dict({**d, "stopwords": [1, 2]})

@@ -232,3 +232,25 @@ def test_onnx_files_follow_the_weights(tmp_path, caplog):
     v3 = Encoder.load(d).encode(["red fox"])
     assert np.allclose(v3, v2, atol=1e-6) and (d / "query.onnx").is_dir()
     assert "keeping them in memory" in caplog.text
+
+
+def test_a_model_trained_without_stop_words_skips_them_when_served(tmp_path):
+    """The stop-word list travels in vocab.json: a loaded model (ONNX Runtime or torch) reads a query
+    with and without its stop words alike, and a config naming an unknown list is refused."""
+    from models.stopwords import STOPWORD_LISTS
+
+    texts = ["what are the symptoms of the flu", "is glaucoma inherited", "treatments for a cold"]
+    vocab = Vocab.build(texts * 2, size=100, num_buckets=11, min_count=1, stopwords=STOPWORD_LISTS["lucene"])
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=len(vocab.ngrams), num_buckets=11, embed_dim=8, hidden_dim=6, out_dim=0,
+                      pooling="last", stopwords="lucene")
+    save_model(LSTMDSSM(cfg).eval(), vocab, tmp_path / "m")
+    for runtime in ("onnx", "torch"):
+        enc = Encoder.load(tmp_path / "m", runtime=runtime)
+        assert enc.runtime == runtime and enc.vocab.stopwords == set(STOPWORD_LISTS["lucene"])
+        a, b, c = enc.encode(["What are the symptoms of the flu?", "what symptoms flu", "what symptoms cold"], "query")
+        np.testing.assert_allclose(a, b, atol=1e-6)
+        assert np.abs(a - c).max() > 1e-3  # a content word still changes the vector
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["stopwords"] == "lucene"
+    with pytest.raises(ValueError, match="stopwords must be one of none, lucene, nltk, nltk-q"):
+        ModelConfig.from_dict({**cfg.to_dict(), "stopwords": "fr"})

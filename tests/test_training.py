@@ -16,6 +16,7 @@ from index.evaluation import evaluate_dense
 from models.config import ModelConfig
 from models.data import load_beir, load_pairs
 from models.encoder import Encoder
+from models.featurizer import letter_trigrams, split_words
 from models.io import load_model, load_training_record
 from models.prepare import new_model, train_query_ids
 from models.presets import PRESETS, resolve
@@ -180,6 +181,30 @@ def test_pseudo_queries_are_contiguous_spans_of_their_document(tiny_beir):
         assert any(doc[s : s + len(q)] == q for s in range(n - len(q) + 1)), (q, doc)
         assert t.pseudo_query(d, random.Random(d)) == t.vocab.encode(" ".join(t.span_words(d, random.Random(d))))
     t.fit()  # an epoch with pseudo-queries runs
+
+
+def test_a_model_trained_without_stop_words_never_reads_them(tiny_beir):
+    """--stopwords: the vocabulary, the training texts (questions, documents, pseudo-queries) and the
+    saved model all skip the list's words; the model still learns (held-out entities above chance)."""
+    from models.stopwords import STOPWORD_LISTS
+
+    data = load_beir(tiny_beir)
+    t = Trainer(data, ModelConfig(lang="en", stopwords="nltk", **TINY_MODEL),
+                TrainConfig(batch_size=16, show_progress=False, epochs=10, lr=5e-3, patience=100, augment=1.0),
+                log=lambda s: None)
+    stop = set(STOPWORD_LISTS["nltk"])
+    assert t.vocab.stopwords >= {"what", "the", "of", "how", "to", "is"}
+    texts = [*data.queries.values(), *data.corpus.full_texts()]
+    read = {g for x in texts for w in split_words(x) if w not in stop for g in letter_trigrams(w)}
+    assert set(t.vocab.ngrams) <= read and "#wh" not in read  # n-grams of stop words alone never counted
+    q = data.queries[t.qids[0]]  # "What are the symptoms of …?"
+    assert t.q_feats[0] == t.vocab.encode(" ".join(w for w in q.split() if w.lower() not in stop))
+    assert all(not stop & set(words) for words in t.doc_words)
+    assert all(not stop & set(t.span_words(d, random.Random(d))) for d in range(len(data.corpus)))
+    before = _heldout_ndcg(t, data)
+    t.fit()
+    after = _heldout_ndcg(t, data)
+    assert after > before + 0.2 and after > 5 * 10 / len(data.corpus), (before, after)
 
 
 def _heldout_ndcg(trainer: Trainer, data) -> float:
