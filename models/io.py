@@ -134,6 +134,11 @@ def load_model(model_dir: str | os.PathLike) -> LoadedModel:
         raise ModelDirError(f"{d}: {e}") from e
     if len(vocab.ngrams) != cfg.vocab_size or vocab.num_buckets != cfg.num_buckets:
         raise ModelDirError(f"{d}: vocabulary ({len(vocab)} ids) does not match config.json")
+    # The vocabulary's list is what the model skips; config.json names it. Both are written together,
+    # so a disagreement is a hand-edited or mixed-up folder, which would read texts unlike its training.
+    if bool(vocab.stopwords) != (cfg.stopwords != "none"):
+        raise ModelDirError(f"{d}: config.json says stopwords {cfg.stopwords!r} but {VOCAB_FILE} holds "
+                            f"{len(vocab.stopwords)} stop words")
     # The weights must at least hold the float32 embedding table and one LSTM the config asks for:
     # checked before the network is allocated, so a config cannot make this process allocate more
     # than the weights file could fill.

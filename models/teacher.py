@@ -119,8 +119,10 @@ def teacher_vectors(
     query_texts: Sequence[str], doc_texts: Sequence[str], teacher: Teacher, doc_max_words: int,
     query_max_words: int, cache_dir: str | os.PathLike, log: Callable[[str], None] = print,
 ) -> TeacherVectors:
-    """Teacher vectors of the training queries and the corpus, each cut to the words the student reads
-    (its first ``*_max_words`` words): the teacher should rank what the student can see."""
+    """Teacher vectors of the training queries and the corpus, each cut to its first ``*_max_words``
+    words (split on spaces): the teacher should rank about what the student can see. A student that
+    skips stop words (``ModelConfig.stopwords``) reads its ``doc_max_words`` content words further into
+    a document than this cut; the defaults were measured with this cut (README, fourteenth round)."""
     t0 = time.monotonic()
     cut = [" ".join(t.split()[:doc_max_words]) for t in doc_texts]
     qcut = [" ".join(t.split()[:query_max_words]) for t in query_texts]

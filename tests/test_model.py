@@ -254,3 +254,13 @@ def test_a_model_trained_without_stop_words_skips_them_when_served(tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["stopwords"] == "lucene"
     with pytest.raises(ValueError, match="stopwords must be one of none, lucene, nltk, nltk-q"):
         ModelConfig.from_dict({**cfg.to_dict(), "stopwords": "fr"})
+    # The CLI's choices (the Literal) and the lists are one set of names.
+    from typing import get_args
+
+    from models.config import Stopwords
+    assert get_args(Stopwords) == tuple(STOPWORD_LISTS)
+    # A folder whose config and vocabulary disagree is refused, not read unlike its training.
+    conf = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**conf, "stopwords": "none"}))
+    with pytest.raises(ModelDirError, match="stopwords 'none' but vocab.json holds 33 stop words"):
+        load_model(tmp_path / "m")
