@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau}"
             + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "") + ")")
         if general is not None:
-            teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache, log)
+            teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache,
+                                      log, stopwords=vocab.stopwords)
             mc.extra["distilled_from"] = tcfg.teacher
         else:
             fallback = missing

@@ -18,7 +18,9 @@ from models.augment import (
 )
 from models.config import ModelConfig
 from models.data import load_beir
-from models.teacher import cache_key, cached_embed
+from models.featurizer import Vocab
+from models.stopwords import STOPWORD_LISTS
+from models.teacher import cache_key, cached_embed, teacher_cut
 from models.training import PAIR, TrainConfig, Trainer
 from tests.conftest import TINY_MODEL
 
@@ -156,3 +158,18 @@ def test_teacher_cache_is_keyed_by_texts_and_teacher(tmp_path):
     assert t.calls == 2
     assert cache_key("f1", ["a"]) != cache_key("f2", ["a"]) != cache_key("f1", ["b"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_teacher_reads_on_to_where_a_stop_word_skipping_student_stops():
+    vocab = Vocab([], stopwords=STOPWORD_LISTS["nltk-q"])
+    text = "What is (are) glaucoma ? Glaucoma is a group of diseases that can damage the eye's optic nerve"
+    for n in (1, 2, 3, 5, 8, 100):
+        cut = teacher_cut(text, n, vocab.stopwords)
+        assert vocab.words(cut) == vocab.words(text)[:n]  # the same content words as the student reads
+        assert text.startswith(cut)
+    # The stop words between them are kept: the teacher reads sentences, and stops at the n-th word.
+    assert teacher_cut(text, 3, vocab.stopwords) == "What is (are) glaucoma ? Glaucoma"
+    assert teacher_cut(text, 4, vocab.stopwords) == "What is (are) glaucoma ? Glaucoma is a group"
+    # No list: the first n tokens, as before the option (so those models' teacher caches stay valid).
+    assert teacher_cut(text, 3) == "What is (are)"
+    assert teacher_cut("  a   b  ", 5) == "a b"
