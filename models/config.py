@@ -23,6 +23,7 @@ CONFIG_VERSION = 1
 
 Pooling = Literal["last", "max", "mean"]
 WordInitMode = Literal["random", "teacher"]
+TeacherCut = Literal["tokens", "words"]
 Stopwords = Literal["none", "lucene", "nltk", "nltk-q"]
 
 
@@ -178,6 +179,10 @@ class TrainConfig:
                                             "corpus's frequent words sums to the teacher's vector of it; English only)")
     embed_lr: float = opt(1.0, "learning rate of the n-gram table as a share of --lr (0: frozen; with --word-init "
                                "teacher, below 1 keeps the teacher's word meanings while the LSTM learns)")
+    teacher_cut: TeacherCut = opt("tokens", "where the teacher stops reading a text: its first --doc-max-words (or "
+                                           "--query-max-words) space-separated tokens, or words: on to the token "
+                                           "that holds the student's last word, further in when the model skips "
+                                           "stop words (their stop words kept)")
     word_init_words: int = opt(50_000, "with --word-init teacher: this many of the corpus's most frequent words are fitted")
     teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
     show_progress: bool = opt(True, "progress bar")

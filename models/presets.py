@@ -72,11 +72,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.537), medquad dev 0.922 / 0.920 vs 0.922 / 0.922, the stdlib docs dev 0.243 / 0.251 vs 0.235 /
     # 0.228. NLTK's whole list gained as much on real questions and cost medquad 0.005 in both seeds
     # (the question words tell its templates apart); Lucene's 33 words gained nothing.
-    # The teacher reads each document on to where the student stops (its 32 content words, ~47 tokens
-    # on medquad, stop words kept; models/teacher.py teacher_cut), not its first 32 tokens: 20-min pairs
-    # (README, fifteenth round), seed 1 / 2: mediqa_qa dev 0.588 / 0.597 at the best epoch vs 0.568 /
-    # 0.562 (mean of epochs 11 on 0.583 / 0.590 vs 0.569 / 0.568), medquad dev 0.922 / 0.923 vs 0.922 /
-    # 0.920, the stdlib docs dev 0.259 / 0.228 vs 0.243 / 0.251 (split).
+    # The teacher keeps its first-32-tokens cut (teacher_cut tokens). Reading on to the student's 32nd
+    # content word (teacher_cut words, ~47 tokens on medquad) raised mediqa_qa dev at the best epoch to
+    # 0.588 / 0.597 vs 0.568 / 0.562 in two 20-min pairs (seed 1 / 2), medquad dev level, but the
+    # model's own fusion lost on the unseen domain's dev (stdlib 0.432 vs 0.452, and 0.426 vs 0.441 in
+    # a quiet run, BM25 0.429): target 1's margin gone (README, fifteenth round).
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,
            "distill": 1.0, "patience": 20, "word_init": "teacher", "embed_lr": 0.0, "epochs": 30,
            "hidden_dim": 192, "out_dim": 0, "pooling": "max", "distill_geometry": 1.0, "ema": 0.998,

@@ -118,12 +118,12 @@ class TeacherVectors:
 
 
 def teacher_cut(text: str, max_words: int, stopwords: frozenset[str] = frozenset()) -> str:
-    """The start of ``text`` the student reads, as natural text for the teacher: space-separated tokens
-    up to the one that holds the student's ``max_words``-th word. With no stop list that is the first
-    ``max_words`` tokens. A student that skips stop words (``Vocab.words``) reads ``max_words`` content
-    words, further in, so the teacher reads on to the same point, its stop words kept (it reads sentences,
-    not keywords): on medquad 47 tokens a document on average, not 32. README, fifteenth round: mediqa_qa
-    dev +0.01 to +0.02 in two seeds against the fixed cut."""
+    """The start of ``text`` a teacher reads: its first ``max_words`` space-separated tokens; or, given
+    the ``stopwords`` a student skips (``Vocab.stopwords``, ``--teacher-cut words``), the tokens up to the
+    one that holds the student's ``max_words``-th word, so the teacher reads as far as the student does,
+    the stop words kept (it reads sentences, not keywords): on medquad 47 tokens a document on average,
+    not 32. README, fifteenth round: real questions' dense dev +0.02 to +0.03 in two seeds, but the
+    model's own fusion lost its margin over BM25 on the unseen domain; not the default."""
     tokens = text.split()
     if not stopwords:
         return " ".join(tokens[:max_words])
@@ -140,14 +140,13 @@ def teacher_vectors(
     query_max_words: int, cache_dir: str | os.PathLike, log: Callable[[str], None] = print,
     stopwords: frozenset[str] = frozenset(),
 ) -> TeacherVectors:
-    """Teacher vectors of the training queries and the corpus, each cut where the student stops reading
-    (``teacher_cut``; ``stopwords`` the student's list, ``Vocab.stopwords``): the teacher should rank
-    about what the student can see."""
+    """Teacher vectors of the training queries and the corpus, each cut to about what the student sees
+    (``teacher_cut``; ``stopwords``: read on to the student's last content word, else the first tokens)."""
     t0 = time.monotonic()
     cut = [teacher_cut(t, doc_max_words, stopwords) for t in doc_texts]
     qcut = [teacher_cut(t, query_max_words, stopwords) for t in query_texts]
     docs, rd = cached_embed(teacher, cut, cache_dir, log, "documents")
     queries, rq = cached_embed(teacher, qcut, cache_dir, log, "training queries")
     rec = {"teacher": teacher.name, "fingerprint": teacher.fingerprint, "doc_words": doc_max_words,
-           "query_words": query_max_words, "cut": "content words" if stopwords else "tokens", "encodings": [rd, rq], "seconds": round(time.monotonic() - t0, 1)}
+           "query_words": query_max_words, "cut": "words" if stopwords else "tokens", "encodings": [rd, rq], "seconds": round(time.monotonic() - t0, 1)}
     return TeacherVectors(queries, docs, rec)

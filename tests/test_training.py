@@ -369,9 +369,10 @@ def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_p
     assert json.loads((out / "config.json").read_text())["extra"]["distilled_from"] == "all-MiniLM-L6-v2"
     rec = json.loads((out / "training.json").read_text())
     assert rec["teacher_used"]["teacher"] == "all-MiniLM-L6-v2" and rec["teacher_fallback"] is None
-    # A student that skips stop words gets a teacher that reads as far as it does (models/teacher.py).
+    # The teacher's cut (--teacher-cut) is recorded; words only matters with a stop list (models/teacher.py).
+    cut = PRESETS["en"].get("teacher_cut", "tokens")
     skips = PRESETS["en"].get("stopwords", "none") != "none"
-    assert rec["teacher_used"]["cut"] == ("content words" if skips else "tokens")
+    assert rec["teacher_used"]["cut"] == ("words" if cut == "words" and skips else "tokens")
     # Documents and queries, cached; and the words when the recipe fits the n-gram table to the teacher.
     want = 3 if PRESETS["en"].get("word_init") == "teacher" else 2
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == want
