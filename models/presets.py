@@ -75,7 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The teacher keeps its first-32-tokens cut (teacher_cut tokens). Reading on to the student's 32nd
     # content word (teacher_cut words, ~47 tokens on medquad) raised mediqa_qa dev at the best epoch to
     # 0.588 / 0.597 vs 0.568 / 0.562 in two 20-min pairs (seed 1 / 2), medquad dev level, but the
-    # model's own fusion lost on the unseen domain's dev (stdlib 0.432 vs 0.452, and 0.426 vs 0.441 in
+    # model's own fusion lost on the unseen domain's dev (stdlib 0.432 vs 0.452, and 0.425 vs 0.441 in
     # a quiet run, BM25 0.429): target 1's margin gone (README, fifteenth round).
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,
            "distill": 1.0, "patience": 20, "word_init": "teacher", "embed_lr": 0.0, "epochs": 30,

