@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "") + ")")
         if general is not None:
             teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache,
-                                      log, stopwords=vocab.stopwords if tcfg.teacher_cut == "words" else frozenset())
+                                      log, words=vocab.words if tcfg.teacher_cut == "words" and vocab.stopwords else None)
             mc.extra["distilled_from"] = tcfg.teacher
         else:
             fallback = missing

@@ -117,39 +117,43 @@ class TeacherVectors:
     record: dict[str, Any]
 
 
-def teacher_cut(text: str, max_words: int, stopwords: frozenset[str] = frozenset()) -> str:
+def teacher_cut(text: str, max_words: int, words: Callable[[str], list[str]] | None = None) -> str:
     """The start of ``text`` a teacher reads: its first ``max_words`` space-separated tokens; or, given
-    the ``stopwords`` a student skips (``Vocab.stopwords``, ``--teacher-cut words``), the tokens up to the
-    one that holds the student's ``max_words``-th word, so the teacher reads as far as the student does,
-    the stop words kept (it reads sentences, not keywords): on medquad 47 tokens a document on average,
-    not 32. README, fifteenth round: real questions' dense dev +0.020 / +0.035 in two seeds, but the
-    model's own fusion lost its margin over BM25 on the unseen domain; not the default."""
+    the student's ``words`` (``Vocab.words``, ``--teacher-cut words``), the tokens up to the one that holds
+    the student's ``max_words``-th word, so the teacher reads as far as the student does, the skipped stop
+    words kept (it reads sentences, not keywords): on medquad 47 tokens a document on average, not 32.
+    README, fifteenth round: real questions' dense dev +0.020 / +0.035 in two seeds, but the model's own
+    fusion lost its margin over BM25 on the unseen domain; not the default."""
     tokens = text.split()
-    if not stopwords:
+    if words is None:
         return " ".join(tokens[:max_words])
-    # A text of stop words only is read whole by the student (``Vocab.words``), so then every word counts.
-    skip = stopwords if any(w not in stopwords for w in split_words(text)) else frozenset()
-    seen = 0
+    read = words(text)[:max_words]
+    if len(read) < max_words:  # the student reads to the end
+        return " ".join(tokens)
+    # ``read`` is an ordered subsequence of the text's words, so the first match of each is the one read.
+    j = 0
     for i, tok in enumerate(tokens):
-        if seen >= max_words:
-            return " ".join(tokens[:i])
-        seen += sum(1 for w in split_words(tok) if w not in skip)
+        for w in split_words(tok):
+            if w == read[j]:
+                j += 1
+                if j == max_words:
+                    return " ".join(tokens[: i + 1])
     return " ".join(tokens)
 
 
 def teacher_vectors(
     query_texts: Sequence[str], doc_texts: Sequence[str], teacher: Teacher, doc_max_words: int,
     query_max_words: int, cache_dir: str | os.PathLike, log: Callable[[str], None] = print,
-    stopwords: frozenset[str] = frozenset(),
+    words: Callable[[str], list[str]] | None = None,
 ) -> TeacherVectors:
     """Teacher vectors of the training queries and the corpus, each cut to about what the student sees
-    (``teacher_cut``; ``stopwords``: read on to the student's last content word, else the first tokens)."""
+    (``teacher_cut``; given the student's ``words``, read on to its last word, else the first tokens)."""
     t0 = time.monotonic()
-    cut = [teacher_cut(t, doc_max_words, stopwords) for t in doc_texts]
-    qcut = [teacher_cut(t, query_max_words, stopwords) for t in query_texts]
+    cut = [teacher_cut(t, doc_max_words, words) for t in doc_texts]
+    qcut = [teacher_cut(t, query_max_words, words) for t in query_texts]
     docs, rd = cached_embed(teacher, cut, cache_dir, log, "documents")
     queries, rq = cached_embed(teacher, qcut, cache_dir, log, "training queries")
     rec = {"teacher": teacher.name, "fingerprint": teacher.fingerprint, "doc_words": doc_max_words,
-           "query_words": query_max_words, "cut": "words" if stopwords else "tokens", "encodings": [rd, rq],
+           "query_words": query_max_words, "cut": "tokens" if words is None else "words", "encodings": [rd, rq],
            "seconds": round(time.monotonic() - t0, 1)}
     return TeacherVectors(queries, docs, rec)

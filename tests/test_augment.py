@@ -164,18 +164,18 @@ def test_teacher_reads_on_to_where_a_stop_word_skipping_student_stops():
     vocab = Vocab([], stopwords=STOPWORD_LISTS["nltk-q"])
     text = "What is (are) glaucoma ? Glaucoma is a group of diseases that can damage the eye's optic nerve"
     for n in (1, 2, 3, 5, 8, 100):
-        cut = teacher_cut(text, n, vocab.stopwords)
+        cut = teacher_cut(text, n, vocab.words)
         assert vocab.words(cut) == vocab.words(text)[:n]  # here: the very words the student reads
         assert text.startswith(cut)
     # A token is kept whole, so the teacher may read a little past the student's last word ("x-ray").
     xray = "the x-ray of my chest"
-    assert teacher_cut(xray, 1, vocab.stopwords) == "the x-ray"
-    assert vocab.words(teacher_cut(xray, 1, vocab.stopwords))[:1] == vocab.words(xray)[:1]
+    assert teacher_cut(xray, 1, vocab.words) == "the x-ray"
+    assert vocab.words(teacher_cut(xray, 1, vocab.words))[:1] == vocab.words(xray)[:1]
     # Stop words only: the student reads the text whole, so its first n words count.
-    assert teacher_cut("it is that you are", 2, vocab.stopwords) == "it is"
+    assert teacher_cut("it is that you are", 2, vocab.words) == "it is"
     # The stop words between them are kept: the teacher reads sentences, and stops at the n-th word.
-    assert teacher_cut(text, 3, vocab.stopwords) == "What is (are) glaucoma ? Glaucoma"
-    assert teacher_cut(text, 4, vocab.stopwords) == "What is (are) glaucoma ? Glaucoma is a group"
+    assert teacher_cut(text, 3, vocab.words) == "What is (are) glaucoma ? Glaucoma"
+    assert teacher_cut(text, 4, vocab.words) == "What is (are) glaucoma ? Glaucoma is a group"
     # No list: the first n tokens, as before the option (so those models' teacher caches stay valid).
     assert teacher_cut(text, 3) == "What is (are)"
     assert teacher_cut("  a   b  ", 5) == "a b"
