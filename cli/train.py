@@ -32,6 +32,7 @@ from index.build import fit_model_fusion
 from index.errors import IndexBuildError
 from models.augment import rewrite_probs
 from models.config import ModelConfig, TrainConfig
+from models.cooc_init import init_model_cooc
 from models.data import DataError, Dataset, load_dataset
 from models.encoder import Encoder
 from models.featurizer import Vocab
@@ -108,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--embed-lr must be 0 (frozen) or more")
     if a.word_init_words is not None and a.word_init_words < 2:
         p.error("--word-init-words must be at least 2")
+    if a.cooc_window is not None and a.cooc_window < 1:
+        p.error("--cooc-window must be at least 1")
     if a.max_minutes is not None and a.max_minutes <= 0:
         p.error("--max-minutes must be positive")
     if a.ema is not None and not (a.ema == 0 or 0 < a.ema < 1):
@@ -234,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     word_init, word_fallback = None, None
     if tcfg.word_init == "teacher":
         word_init, word_fallback = init_words(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)
+    elif tcfg.word_init == "cooc":
+        if init is None:
+            word_init = init_model_cooc(model, vocab, train_q + docs, window=tcfg.cooc_window, log=log)
+        else:
+            word_fallback = "--word-init cooc: not when fine-tuning (--init keeps the model's own table)"
+            log(f"warning: {word_fallback}; the n-gram table starts as the model had it")
+            tcfg.word_init = "random"
     lexical = None
     if tcfg.lexical_distill > 0:
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")

@@ -22,7 +22,7 @@ CONFIG_FORMAT = "lstm-dssm-model"
 CONFIG_VERSION = 1
 
 Pooling = Literal["last", "max", "mean"]
-WordInitMode = Literal["random", "teacher"]
+WordInitMode = Literal["random", "teacher", "cooc"]
 TeacherCut = Literal["tokens", "words"]
 Stopwords = Literal["none", "lucene", "nltk", "nltk-q"]
 
@@ -180,10 +180,13 @@ class TrainConfig:
     lexical_distill: float = opt(0.0, "weight of a second distillation loss: KL to BM25's score distribution over "
                                       "the in-batch candidates (no install needed; 0: off)")
     lexical_tau: float = opt(0.1, "temperature of BM25's softmax (scores divided by the query's best candidate's)")
-    word_init: WordInitMode = opt("random", "n-gram embeddings at the start: random, or teacher (fitted so that each of the "
-                                            "corpus's frequent words sums to the teacher's vector of it; English only)")
+    word_init: WordInitMode = opt("random", "n-gram embeddings at the start: random; teacher (fitted so that each of the "
+                                            "corpus's frequent words sums to the teacher's vector of it; English only); "
+                                            "or cooc (the SVD of the n-grams' co-occurrences in the training questions "
+                                            "and the documents; any language, no teacher)")
     embed_lr: float = opt(1.0, "learning rate of the n-gram table as a share of --lr (0: frozen; with --word-init "
                                "teacher, below 1 keeps the teacher's word meanings while the LSTM learns)")
     word_init_words: int = opt(50_000, "with --word-init teacher: this many of the corpus's most frequent words are fitted")
+    cooc_window: int = opt(2, "with --word-init cooc: words up to this far apart count as each other's context")
     teacher_cache: str = opt("artifacts/cache/teacher", "folder of cached teacher embeddings (one file per texts+teacher hash)")
     show_progress: bool = opt(True, "progress bar")

@@ -145,9 +145,9 @@ class Trainer:
             raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
             raise ValueError("TrainConfig.distill_geometry > 0 needs distill > 0 (the teacher's vectors)")
-        if cfg.word_init == "teacher" and "word_init_from" not in model.cfg.extra:
-            raise ValueError("TrainConfig.word_init 'teacher' needs a network whose table was fitted first "
-                             "(models.word_init.init_model_words)")
+        if cfg.word_init != "random" and "word_init_from" not in model.cfg.extra:
+            raise ValueError(f"TrainConfig.word_init {cfg.word_init!r} needs a network whose table was set first "
+                             "(models.word_init.init_model_words, models.cooc_init.init_model_cooc)")
         if cfg.lexical_distill > 0 and lexical is None:
             raise ValueError("TrainConfig.lexical_distill > 0 needs the corpus's BM25 teacher (lexical=...)")
         self.model, self.vocab, self.teacher = model, vocab, teacher if cfg.distill > 0 else None

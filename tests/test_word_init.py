@@ -156,7 +156,8 @@ def test_cli_word_init_falls_back_with_a_clear_message(tiny_beir, tmp_path):
 
 def test_cli_refuses_bad_word_init_values(tiny_beir, tmp_path):
     for args, msg in ((["--embed-lr", "-1"], "--embed-lr must be 0"), (["--embed-lr", "inf"], "--embed-lr must be 0"),
-                      (["--word-init-words", "1"], "at least 2"), (["--word-init", "glove"], "invalid choice")):
+                      (["--word-init-words", "1"], "at least 2"), (["--word-init", "glove"], "invalid choice"),
+                      (["--cooc-window", "0"], "--cooc-window must be at least 1")):
         r = train_cli("--data", str(tiny_beir), "--out", str(tmp_path / "m"), *args, *SMALL)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 

@@ -1,0 +1,98 @@
+"""``--word-init cooc``: the n-gram table starts from the PPMI-SVD of the corpus's own co-occurrences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from models.config import ModelConfig
+from models.cooc_init import cooc_matrix, cooc_rows, init_model_cooc, ppmi
+from models.data import load_beir
+from models.featurizer import Vocab
+from models.prepare import new_model
+from tests.conftest import TINY_MODEL
+from tests.test_training import SMALL, train_cli
+
+
+def test_cooc_matrix_weighs_pairs_by_distance_both_ways():
+    vocab = Vocab(["#ab", "ab#", "#cd", "cd#", "#ef", "ef#"], num_buckets=3)
+    c = cooc_matrix(vocab, ["ab cd ef", "ab"], window=2).to_dense()  # "ab" alone: no pair
+    ab, cd, ef = vocab.id("#ab"), vocab.id("#cd"), vocab.id("#ef")
+    assert torch.equal(c, c.t())
+    assert c[ab, cd] == 1.0 and c[cd, ef] == 1.0 and c[ab, ef] == 0.5  # 1 / distance
+    assert c[ab, vocab.id("ab#")] == 0.0  # n-grams of one word are not each other's context
+    assert c[ab, ab] == 0.0
+    assert cooc_matrix(vocab, ["ab cd ef"], window=1).to_dense()[ab, ef] == 0.0
+
+
+def test_ppmi_keeps_only_positive_association():
+    c = torch.tensor([[0.0, 4, 1], [4, 0, 1], [1, 1, 0]]).to_sparse().coalesce()
+    m = ppmi(c).to_dense()
+    assert (m >= 0).all()
+    row = c.to_dense().sum(1).double()
+    p = row.pow(0.75) / row.pow(0.75).sum()
+    want01 = torch.log(torch.tensor(4.0, dtype=torch.float64)) - row[0].log() - p[1].log()
+    assert abs(m[0, 1].item() - max(0.0, want01.item())) < 1e-5
+    assert m[0, 0] == 0.0  # never counted: nothing
+
+
+def test_words_with_the_same_neighbours_start_as_neighbours():
+    # "flu" and "cold" always sit between the same words; "knee" elsewhere.
+    texts = (["treat flu fast", "treat cold fast", "sore knee joint", "bad knee joint"] * 30
+             + ["treat flu quickly", "treat cold quickly", "old knee pain"] * 10)
+    vocab = Vocab.build(texts, size=500, num_buckets=10)
+    vecs, counts = cooc_rows(vocab, texts, dim=8)
+    assert vecs.shape == (len(vocab), 8)
+    assert torch.allclose(vecs[counts > 0].norm(dim=1), torch.ones(int((counts > 0).sum())), atol=1e-5)
+
+    def word(w: str) -> torch.Tensor:
+        v = sum(vecs[i] for i in vocab.encode(w)[0])
+        return v / v.norm()
+
+    assert float(word("flu") @ word("cold")) > float(word("flu") @ word("knee")) + 0.3
+    again, _ = cooc_rows(vocab, texts, dim=8)
+    assert torch.equal(vecs, again)  # the random sketch is seeded: the same rows every time
+
+
+def test_init_sets_seen_rows_at_the_random_scale_and_leaves_the_rest(tiny_beir):
+    data = load_beir(tiny_beir)
+    model, vocab = new_model(data, ModelConfig(lang="en", shared_towers=False, **TINY_MODEL), seed=0)
+    q0, d0 = model.query.embed.weight.detach().clone(), model.doc.embed.weight.detach().clone()
+    rng_before = torch.random.get_rng_state()
+    rec = init_model_cooc(model, vocab, data.corpus.full_texts(), log=lambda s: None)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)  # the training's seeded stream is untouched
+    q, d = model.query.embed.weight.detach(), model.doc.embed.weight.detach()
+    changed = (q != q0).any(dim=1)
+    assert rec["rows_fitted"] == int(changed.sum()) > 0 and not changed.all()
+    assert torch.equal(q[~changed], q0[~changed]) and torch.equal(q[changed], d[changed])
+    assert torch.equal(d[~changed], d0[~changed])
+    norms = q[changed].norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, float(q0.norm(dim=1).mean())), rtol=1e-4)
+    assert model.cfg.extra["word_init_from"] == "cooc"
+
+
+def test_trainer_refuses_cooc_without_a_set_table(tiny_beir):
+    from models.training import TrainConfig, Trainer
+
+    with pytest.raises(ValueError, match="word_init 'cooc'"):
+        Trainer(load_beir(tiny_beir), ModelConfig(lang="en", **TINY_MODEL), TrainConfig(word_init="cooc"),
+                log=lambda s: None)
+
+
+def test_cli_word_init_cooc_is_recorded_and_skipped_when_fine_tuning(tiny_beir, tmp_path):
+    out = tmp_path / "m"
+    r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--word-init", "cooc")
+    assert r.returncode == 0, r.stderr
+    assert "co-occurrences" in r.stdout
+    rec = json.loads((out / "training.json").read_text())
+    assert rec["word_init"] == "cooc" and rec["word_init_used"]["from"] == "cooc"
+    assert rec["word_init_used"]["rows_fitted"] > 0
+    assert json.loads((out / "config.json").read_text())["extra"]["word_init_from"] == "cooc"
+    tuned = tmp_path / "t"
+    r = train_cli("--data", str(tiny_beir), "--out", str(tuned), "--epochs", "1", *SMALL, "--word-init", "cooc",
+                  "--init", str(out))
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tuned / "training.json").read_text())
+    assert "not when fine-tuning" in rec["word_init_fallback"] and rec["word_init"] == "random"
