@@ -43,13 +43,19 @@ def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: 
         enc = vocab.encode(t, max_words)  # word → its n-gram ids
         if len(enc) < 2:
             continue
-        lens = np.fromiter((len(w) for w in enc), dtype=np.int64, count=len(enc))
-        ids = np.fromiter((i for w in enc for i in w), dtype=np.int64, count=int(lens.sum()))
-        pos = np.repeat(np.arange(len(enc)), lens)  # (n,) each id's word position
-        d = np.abs(pos[:, None] - pos[None, :])  # (n, n)
-        a, b = np.nonzero((d > 0) & (d <= window))
-        keys.append(ids[a] * r + ids[b])
-        weights.append(1.0 / d[a, b])
+        g = max(len(w) for w in enc)
+        ids = np.full((len(enc), g), -1, dtype=np.int64)  # (n, g): each word's ids, −1 padded
+        for k, w in enumerate(enc):
+            ids[k, : len(w)] = w
+        # Words d apart, every n-gram of one with every n-gram of the other: O(n · d · g²), so a long
+        # document costs in proportion to its length, not its square.
+        for d in range(1, min(window, len(enc) - 1) + 1):
+            a, b = ids[:-d, :, None], ids[d:, None, :]  # (n − d, g, 1), (n − d, 1, g)
+            a, b = np.broadcast_arrays(a, b)
+            ok = (a >= 0) & (b >= 0)
+            a, b = a[ok], b[ok]
+            keys += [a * r + b, b * r + a]
+            weights.append(np.full(2 * len(a), 1.0 / d))
     if not keys:
         return torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (r, r)).coalesce()
     uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)

@@ -94,8 +94,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # No BM25-mined hard negatives: one of BM25's top 20 per pair (--negatives 1 --hard-negatives 20
     # --hard-fraction 1) led at epochs 1-2, then its 30 % slower steps left it level (dev 0.746 vs 0.745,
     # a 20-min pair, --seed 1; README, thirteenth round).
+    # The n-gram table starts from the corpus's own co-occurrences and stays there (word_init cooc,
+    # embed_lr 0; models/cooc_init.py): kuake_qtr's 4,119 training questions had to teach every
+    # character from a random start, and every lever since the tenth round plateaued at 0.745-0.76 dev.
+    # 20-min pairs (README, sixteenth round), --seed 1 / 2: kuake dev 0.814 / 0.819 vs 0.745 / 0.755;
+    # frozen beat a table learning at 0.1 × lr (0.808) or at lr (0.797, early stop), and with no
+    # gradient into the table a step costs half as much (~570 vs ~250 pairs/s at one thread).
     "zh": {"lang": "zh", "shared_towers": True, "doc_max_words": 64, "augment": 1.0, "negatives": 0, "out_dim": 0,
-           "ema": 0.998, "word_dropout": 0.25},
+           "ema": 0.998, "word_dropout": 0.25, "word_init": "cooc", "embed_lr": 0.0},
     # The stdlib demo (`make demo`): a smaller model that trains in a few minutes on 2 cores. Max pooling
     # and a higher learning rate reach a useful model in the few epochs that fit (dev NDCG@10 after one
     # epoch: 0.31 vs 0.04 with last-state pooling and lr 2e-3). It sets every lever itself (no teacher:

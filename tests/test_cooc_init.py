@@ -96,3 +96,20 @@ def test_cli_word_init_cooc_is_recorded_and_skipped_when_fine_tuning(tiny_beir, 
     assert r.returncode == 0, r.stderr
     rec = json.loads((tuned / "training.json").read_text())
     assert "not when fine-tuning" in rec["word_init_fallback"] and rec["word_init"] == "random"
+
+
+def test_cooc_matrix_equals_the_pairs_counted_one_by_one():
+    texts = ["kidney stones hurt the kidney badly", "stones", "a b c d e f g", "感冒发烧怎么办 cold 感冒"]
+    vocab = Vocab.build(texts, size=40, num_buckets=7, min_count=1)  # small: hashed ids collide too
+    for window in (1, 3):
+        want = torch.zeros(len(vocab), len(vocab), dtype=torch.float64)
+        for t in texts:
+            enc = vocab.encode(t)
+            for p, wp in enumerate(enc):
+                for q, wq in enumerate(enc):
+                    if 0 < abs(p - q) <= window:
+                        for i in wp:
+                            for j in wq:
+                                want[i, j] += 1.0 / abs(p - q)
+        got = cooc_matrix(vocab, texts, window=window).to_dense().double()
+        assert torch.allclose(got, want, atol=1e-5)

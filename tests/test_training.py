@@ -306,6 +306,8 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert mc.pooling == "last"  # at the last word, as in the paper (max measured no better on kuake_qtr)
     assert (tc.distill, tc.distill_geometry, tc.ema) == (0.0, 0.0, 0.998)  # no teacher; the average (ninth round)
     assert mc.word_dropout == 0.25  # a quarter of the words dropped in training (tenth round)
+    assert (tc.word_init, tc.embed_lr) == ("cooc", 0.0)  # the corpus's co-occurrences, frozen (sixteenth round)
+    assert resolve("zh", "demo", {})[1].word_init == "random"  # the demo sets its own
     assert resolve("en", None, {})[0].word_dropout == 0.1 and resolve("zh", "demo", {})[0].word_dropout == 0.1
     mc, tc = resolve("en", None, {})
     assert mc.doc_max_words == PRESETS["en"]["doc_max_words"] and tc.negatives == PRESETS["en"].get("negatives", 4)
