@@ -244,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             word_fallback = "--word-init cooc: not when fine-tuning (--init keeps the model's own table)"
             log(f"warning: {word_fallback}; the n-gram table starts as the model had it")
             tcfg.word_init = "random"
+    if tcfg.word_init == "random" and tcfg.embed_lr == 0 and init is None:
+        # The presets freeze the table they fill (en: the teacher's, zh: the co-occurrences'); a random one
+        # frozen is what a fallback or an explicit --word-init random gets unless --embed-lr says otherwise.
+        log("note: the n-gram table is random and frozen (--embed-lr 0): only the LSTM learns; --embed-lr 1 "
+            "trains the table too")
     lexical = None
     if tcfg.lexical_distill > 0:
         log(f"distilling from BM25 over the corpus (weight {tcfg.lexical_distill}, τ {tcfg.lexical_tau})")

@@ -15,8 +15,9 @@ The math, with R the table's rows:
 - PPMI[i, j] = max(0, log C[i, j] − log c_i − log P_α(j)), c_i = Σ_j C[i, j], P_α(j) = c_j^α / Σ c^α (α = 0.75
   smooths the contexts' distribution, so rare contexts do not dominate);
 - PPMI ≈ U S Vᵀ (rank E, the table's width); row i starts as U[i] √S[i], scaled to the norm of the
-  random rows (the LSTM's gates then see inputs of the size they would have seen). Rows seen fewer than
-  ``min_count`` times keep their random start.
+  random rows (the LSTM's gates then see inputs of the size they would have seen). Rows whose weighted
+  co-occurrence mass c_i is under ``min_count`` (an n-gram seen about once or twice), and rows with no
+  positive PMI at all, keep their random start.
 """
 
 from __future__ import annotations
@@ -32,13 +33,25 @@ from .featurizer import Vocab
 from .tower import LSTMDSSM
 
 ALPHA = 0.75  # context distribution smoothing (Levy, Goldberg & Dagan, 2015)
+COMPACT_AT = 20_000_000  # pending pair entries merged into the running sums (bounds memory on a large corpus)
 
 
-def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: int = 256) -> Tensor:
-    """(R, R) sparse, coalesced: Σ 1/d over the pairs of n-grams of two words d ≤ ``window`` apart, both ways."""
+def _merge(keys: list[np.ndarray], weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the weights of equal keys: (sorted unique keys, their summed weights)."""
+    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    return uniq, np.bincount(inv, weights=np.concatenate(weights))
+
+
+def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: int = 256,
+                compact_at: int = COMPACT_AT) -> Tensor:
+    """(R, R) sparse, coalesced: Σ 1/d over the pairs of n-grams of two words d ≤ ``window`` apart, both ways.
+    Pending pairs are summed into the running totals whenever ``compact_at`` new ones have piled up."""
+    if window < 1:
+        raise ValueError(f"the co-occurrence window must be at least 1 word, not {window}")
     r = len(vocab)
     keys: list[np.ndarray] = []
     weights: list[np.ndarray] = []
+    pending = merged = 0  # entries held; of them, already merged
     for t in texts:
         enc = vocab.encode(t, max_words)  # word → its n-gram ids
         if len(enc) < 2:
@@ -56,10 +69,15 @@ def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: 
             a, b = a[ok], b[ok]
             keys += [a * r + b, b * r + a]
             weights.append(np.full(2 * len(a), 1.0 / d))
+            pending += 2 * len(a)
+        if pending - merged > compact_at:  # the running sums keep one entry per distinct pair
+            uk, uw = _merge(keys, weights)
+            keys, weights, pending = [uk], [uw], len(uk)
+            merged = pending
     if not keys:
-        return torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (r, r)).coalesce()
-    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
-    vals = np.bincount(inv, weights=np.concatenate(weights))
+        return torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (r, r),
+                                       check_invariants=True).coalesce()
+    uniq, vals = _merge(keys, weights)
     idx = torch.from_numpy(np.stack([uniq // r, uniq % r]))
     return torch.sparse_coo_tensor(idx, torch.from_numpy(vals).float(), (r, r), check_invariants=True).coalesce()
 
@@ -104,7 +122,7 @@ def init_model_cooc(model: LSTMDSSM, vocab: Vocab, texts: Sequence[str], window:
     weight = model.query.embed.weight  # (R, E)
     with torch.no_grad():
         vecs, counts = cooc_rows(vocab, texts, weight.shape[1], window)
-        used = counts >= min_count  # (R,)
+        used = (counts >= min_count) & (vecs.norm(dim=1) > 0)  # (R,): seen enough, with some positive PMI
         norm = float(weight.norm(dim=1).mean())
         towers = [model.query] if model.doc is model.query else [model.query, model.doc]
         for t in towers:

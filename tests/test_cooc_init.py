@@ -35,7 +35,8 @@ def test_ppmi_keeps_only_positive_association():
     p = row.pow(0.75) / row.pow(0.75).sum()
     want01 = torch.log(torch.tensor(4.0, dtype=torch.float64)) - row[0].log() - p[1].log()
     assert abs(m[0, 1].item() - max(0.0, want01.item())) < 1e-5
-    assert m[0, 0] == 0.0  # never counted: nothing
+    assert m[0, 0] == 0.0 and m[2, 2] == 0.0  # never counted: nothing
+    assert m[0, 2] == 0.0  # below chance (log 1 − log 5 − log P(2) < 0): dropped, not negative
 
 
 def test_words_with_the_same_neighbours_start_as_neighbours():
@@ -66,6 +67,12 @@ def test_init_sets_seen_rows_at_the_random_scale_and_leaves_the_rest(tiny_beir):
     q, d = model.query.embed.weight.detach(), model.doc.embed.weight.detach()
     changed = (q != q0).any(dim=1)
     assert rec["rows_fitted"] == int(changed.sum()) > 0 and not changed.all()
+    vecs, counts = cooc_rows(vocab, data.corpus.full_texts(), q.shape[1])
+    assert torch.equal(changed, (counts >= 5) & (vecs.norm(dim=1) > 0))  # min_count: the rows seen enough
+    high = float(counts[counts > 0].median())  # a threshold half the seen rows miss
+    other, _ = new_model(data, ModelConfig(lang="en", **TINY_MODEL), seed=0)
+    fewer = init_model_cooc(other, vocab, data.corpus.full_texts(), min_count=high, log=lambda s: None)
+    assert 0 < fewer["rows_fitted"] == int(((counts >= high) & (vecs.norm(dim=1) > 0)).sum()) < rec["rows_fitted"]
     assert torch.equal(q[~changed], q0[~changed]) and torch.equal(q[changed], d[changed])
     assert torch.equal(d[~changed], d0[~changed])
     norms = q[changed].norm(dim=1)
@@ -113,3 +120,7 @@ def test_cooc_matrix_equals_the_pairs_counted_one_by_one():
                                 want[i, j] += 1.0 / abs(p - q)
         got = cooc_matrix(vocab, texts, window=window).to_dense().double()
         assert torch.allclose(got, want, atol=1e-5)
+        merged_often = cooc_matrix(vocab, texts, window=window, compact_at=5).to_dense().double()
+        assert torch.allclose(merged_often, want, atol=1e-5)  # summed in pieces: the same totals
+    with pytest.raises(ValueError, match="at least 1"):
+        cooc_matrix(vocab, texts, window=0)
