@@ -16,8 +16,9 @@ The math, with R the table's rows:
   smooths the contexts' distribution, so rare contexts do not dominate);
 - PPMI ≈ U S Vᵀ (rank E, the table's width); row i starts as U[i] √S[i], scaled to the norm of the
   random rows (the LSTM's gates then see inputs of the size they would have seen). Rows whose weighted
-  co-occurrence mass c_i is under ``min_count`` (an n-gram seen about once or twice), and rows with no
-  positive PMI at all, keep their random start.
+  co-occurrence mass c_i is under ``min_count`` (a CJK n-gram seen once or twice; a Latin trigram seen at
+  all passes, as each neighbour adds its several trigrams), and rows with no positive PMI, keep their
+  random start.
 """
 
 from __future__ import annotations
