@@ -124,3 +124,37 @@ def test_cooc_matrix_equals_the_pairs_counted_one_by_one():
         assert torch.allclose(merged_often, want, atol=1e-5)  # summed in pieces: the same totals
     with pytest.raises(ValueError, match="at least 1"):
         cooc_matrix(vocab, texts, window=0)
+
+
+def _tiny_chinese_beir(folder):
+    """A few Chinese questions over short titles (kuake_qtr's shape), every split present."""
+    ills = ["感冒", "发烧", "头痛", "咳嗽", "腹泻", "失眠", "胃痛", "牙痛", "便秘", "过敏", "贫血", "湿疹"]
+    asks = [("{i}怎么办", "{i}了怎么办才好"), ("{i}吃什么药", "{i}吃什么药好得快"), ("{i}的原因", "引起{i}的原因有哪些")]
+    docs, queries, qrels = [], [], {"train": [], "dev": [], "test": []}
+    for k, ill in enumerate(ills):
+        split = "test" if k % 6 == 0 else "dev" if k % 6 == 1 else "train"
+        for q, d in asks:
+            did, qid = f"d{len(docs)}", f"q{len(queries)}"
+            docs.append({"_id": did, "title": d.format(i=ill), "text": ""})
+            queries.append({"_id": qid, "text": q.format(i=ill)})
+            qrels[split].append((qid, did))
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries), "utf-8")
+    for s, rows in qrels.items():
+        (folder / "qrels" / f"{s}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
+    return folder
+
+
+def test_the_chinese_preset_starts_from_cooc_even_on_a_tiny_corpus(tmp_path):
+    data = _tiny_chinese_beir(tmp_path / "zh")
+    out = tmp_path / "m"
+    small = [a for a in SMALL if a not in ("--word-init", "random")]  # the zh preset's own table
+    r = train_cli("--data", str(data), "--out", str(out), "--epochs", "1", *small)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((out / "training.json").read_text())
+    assert rec["lang"] == "zh" and rec["word_init"] == "cooc" and rec["embed_lr"] == 0.0
+    assert rec["word_init_used"]["rows_fitted"] > 0 and "random and frozen" not in r.stdout
+    r = train_cli("--data", str(data), "--out", str(tmp_path / "r"), "--epochs", "1", *small, "--word-init", "random")
+    assert r.returncode == 0, r.stderr
+    assert "random and frozen" in r.stdout  # the preset's embed_lr 0 on a random table: said, not silent
