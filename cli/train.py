@@ -167,14 +167,17 @@ def load_teacher(name: str) -> tuple[Teacher | None, str | None]:
         return None, str(e)
 
 
-def init_words(texts: list[str], model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, teacher: Teacher | None,
+def init_table(texts: list[str], model: LSTMDSSM, vocab: Vocab, tcfg: TrainConfig, teacher: Teacher | None,
                missing: str | None, fine_tuning: bool, log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str | None]:
-    """``--word-init teacher`` on ``texts`` (the training questions and the documents): (record, None), or
-    (None, why not) when fine-tuning, when the text is not
-    English or when the teacher is ``missing``; training then goes on from the model's table
-    (``tcfg.word_init`` set back to random, as a missing teacher sets ``distill`` to 0) and says so."""
+    """``--word-init teacher`` or ``cooc`` on ``texts`` (the training questions and the documents): (record,
+    None), or (None, why not) when fine-tuning, or for the teacher when the text is not English or the
+    teacher is ``missing``; training then goes on from the model's table (``tcfg.word_init`` set back to
+    random, as a missing teacher sets ``distill`` to 0) and says so."""
+    mode = tcfg.word_init
     if fine_tuning:
-        why = "--word-init teacher: not when fine-tuning (--init keeps the model's own table)"
+        why = f"--word-init {mode}: not when fine-tuning (--init keeps the model's own table)"
+    elif mode == "cooc":
+        return init_model_cooc(model, vocab, texts, window=tcfg.cooc_window, log=log), None
     elif model.cfg.lang != "en":
         why = f"--word-init teacher: {tcfg.teacher} reads English only"
     elif teacher is None:
@@ -235,15 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
         tcfg.distill_geometry = 0.0
     word_init, word_fallback = None, None
-    if tcfg.word_init == "teacher":
-        word_init, word_fallback = init_words(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)
-    elif tcfg.word_init == "cooc":
-        if init is None:
-            word_init = init_model_cooc(model, vocab, train_q + docs, window=tcfg.cooc_window, log=log)
-        else:
-            word_fallback = "--word-init cooc: not when fine-tuning (--init keeps the model's own table)"
-            log(f"warning: {word_fallback}; the n-gram table starts as the model had it")
-            tcfg.word_init = "random"
+    if tcfg.word_init != "random":
+        word_init, word_fallback = init_table(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)
     if tcfg.word_init == "random" and tcfg.embed_lr == 0 and init is None:
         # The presets freeze the table they fill (en: the teacher's, zh: the co-occurrences'); a random one
         # frozen is what a fallback or an explicit --word-init random gets unless --embed-lr says otherwise.

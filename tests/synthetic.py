@@ -40,10 +40,16 @@ def make_beir(folder: Path, n_entities: int = 60, seed: int = 0) -> Path:
             docs.append({"_id": did, "title": e.title(), "text": dt.format(e=e, w=rng.choice(FILLER)), "aspect": a})
             queries.append({"_id": qid, "text": qt.format(e=e)})
             qrels[split].append((qid, did, 1))
+    return write_beir(folder, docs, queries, qrels)
+
+
+def write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: dict[str, list[tuple[str, str, int]]]) -> Path:
+    """A BEIR folder: corpus.jsonl, queries.jsonl and qrels/{split}.tsv (query-id, corpus-id, score)."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
     with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(d) + "\n" for d in docs)
+        f.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
     with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(q) + "\n" for q in queries)
+        f.writelines(json.dumps(q, ensure_ascii=False) + "\n" for q in queries)
     for s, rows in qrels.items():
         with open(folder / "qrels" / f"{s}.tsv", "w", encoding="utf-8") as f:
             f.write("query-id\tcorpus-id\tscore\n")

@@ -13,6 +13,7 @@ from models.data import load_beir
 from models.featurizer import Vocab
 from models.prepare import new_model
 from tests.conftest import TINY_MODEL
+from tests.synthetic import write_beir
 from tests.test_training import SMALL, train_cli
 
 
@@ -137,13 +138,8 @@ def _tiny_chinese_beir(folder):
             did, qid = f"d{len(docs)}", f"q{len(queries)}"
             docs.append({"_id": did, "title": d.format(i=ill), "text": ""})
             queries.append({"_id": qid, "text": q.format(i=ill)})
-            qrels[split].append((qid, did))
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in queries), "utf-8")
-    for s, rows in qrels.items():
-        (folder / "qrels" / f"{s}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
-    return folder
+            qrels[split].append((qid, did, 1))
+    return write_beir(folder, docs, queries, qrels)
 
 
 def test_the_chinese_preset_starts_from_cooc_even_on_a_tiny_corpus(tmp_path):
