@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     teacher, fallback = None, None
     if tcfg.distill > 0:
         log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau}"
-            + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "") + ")")
+            + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "")
+            + ("; its top swapped with the labelled document where they differ" if tcfg.distill_adjust == "swap" else "")
+            + ")")
         if general is not None:
             teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache,
                                       log, words=vocab.words if tcfg.teacher_cut == "words" and vocab.stopwords else None)

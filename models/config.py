@@ -24,6 +24,7 @@ CONFIG_VERSION = 1
 Pooling = Literal["last", "max", "mean"]
 WordInitMode = Literal["random", "teacher", "cooc"]
 TeacherCut = Literal["tokens", "words"]
+DistillAdjust = Literal["none", "swap"]
 Stopwords = Literal["none", "lucene", "nltk", "nltk-q"]
 
 
@@ -168,6 +169,10 @@ class TrainConfig:
                                            "when the model skips stop words (stop words kept; with --stopwords "
                                            "none the same as tokens)")
     distill_tau: float = opt(0.05, "temperature τ of the teacher's softmax over cosines (both teacher terms)")
+    distill_adjust: DistillAdjust = opt("none", "with --distill: none, or swap: where the teacher ranks another "
+                                                "in-batch candidate above the labelled document, their two scores "
+                                                "are swapped, so it agrees with the label on the top and keeps its "
+                                                "ranking of the rest (knowledge adjustment, Wen et al., 2019)")
     distill_geometry: float = opt(0.0, "weight of a relational distillation loss: KL to the teacher's softmax (τ "
                                        "--distill-tau) over each in-batch document's (and query's) similarity to "
                                        "the others, against the model's (γ); needs --distill > 0, off otherwise")

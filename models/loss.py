@@ -58,6 +58,25 @@ def distill_kl(
     return per_query[rows].sum() / rows.sum().clamp_min(1)
 
 
+def swap_to_label(teacher_cos: Tensor, exclude: Tensor | None = None) -> Tensor:
+    """teacher_cos (B, N) with, in each row i whose top candidate is not the labelled positive (column i),
+    the two scores swapped (knowledge adjustment, Wen et al., 2019).
+
+    The teacher then agrees with the label on which document comes first, and still ranks every other
+    candidate as it did: its sense of what is near (paraphrase, topic) stays, while its mistakes on the
+    training pairs no longer pull the student away from the label, which the DSSM term pulls towards.
+    Candidates ``exclude`` marks (another document relevant to query i) cannot be a row's top.
+    """
+    B = teacher_cos.shape[0]
+    rows = torch.arange(B)
+    ranked = teacher_cos if exclude is None else teacher_cos.masked_fill(other_relevant(exclude), float("-inf"))
+    top = ranked.argmax(dim=1)  # (B,)
+    out = teacher_cos.clone()
+    out[rows, top] = teacher_cos[rows, rows]
+    out[rows, rows] = teacher_cos[rows, top]  # where top == i both writes leave the row as it was
+    return out
+
+
 def geometry_kl(student: Tensor, teacher: Tensor, gamma: Tensor | float, tau: float, same: Tensor) -> Tensor:
     """Mean over items of KL(p_teacher ‖ p_student) over the *other* items of one side of a batch.
 

@@ -32,7 +32,7 @@ from .encoder import Encoder
 from .featurizer import Vocab, word_ngrams
 from .io import LoadedModel, save_model
 from .lexical_teacher import LexicalTeacher, lexical_targets
-from .loss import distill_kl, dssm_loss, geometry_kl, other_relevant
+from .loss import distill_kl, dssm_loss, geometry_kl, other_relevant, swap_to_label
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
@@ -296,6 +296,8 @@ class Trainer:
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
             td = self.teacher.docs[cands]  # (N, Dt)
             t_cos = tq @ td.t()  # (B, N)
+            if self.cfg.distill_adjust == "swap":
+                t_cos = swap_to_label(t_cos, exclude)
             loss = loss + self.cfg.distill * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
             if self.cfg.distill_geometry > 0:
                 loss = loss + self.cfg.distill_geometry * self.geometry_loss(qv, dv, tq, td, rows, cands)

@@ -134,3 +134,19 @@ def test_geometry_kl_gradient_pulls_the_teachers_neighbours_together():
     geometry_kl(s, t, 1.0, 0.1, torch.eye(3, dtype=torch.bool)).backward()
     # descent moves item 0 towards item 1 (and item 1 towards item 0)
     assert float(-s.grad[0] @ base[1]) > 0 and float(-s.grad[1] @ base[0]) > 0
+
+
+def test_swap_to_label_puts_the_labelled_document_first_and_keeps_the_rest():
+    from models.loss import swap_to_label
+
+    t = torch.tensor([[0.1, 0.5, 0.3, 0.2],  # the teacher prefers candidate 1 to query 0's label
+                      [0.2, 0.9, 0.4, 0.0],  # already right: untouched
+                      [0.7, 0.6, 0.1, 0.8]])  # prefers 3 to 2
+    got = swap_to_label(t)
+    assert torch.equal(got, torch.tensor([[0.5, 0.1, 0.3, 0.2], [0.2, 0.9, 0.4, 0.0], [0.7, 0.6, 0.8, 0.1]]))
+    assert torch.equal(got.argmax(dim=1), torch.arange(3))
+    assert torch.equal(got.sort(dim=1).values, t.sort(dim=1).values)  # the same scores, two moved a row
+    assert torch.equal(t[0], torch.tensor([0.1, 0.5, 0.3, 0.2]))  # the input is not written to
+    # another document relevant to query 0 (candidate 1, excluded) cannot be its top: the next one is
+    exclude = torch.tensor([[False, True, False, False], [False] * 4, [False] * 4])
+    assert torch.equal(swap_to_label(t, exclude)[0], torch.tensor([0.3, 0.5, 0.1, 0.2]))

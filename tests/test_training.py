@@ -257,6 +257,30 @@ def test_distillation_from_a_teacher_learns_and_is_recorded(tiny_beir, tmp_path)
         Trainer(data, model, TrainConfig(distill_geometry=1.0), vocab=vocab, teacher=tv, log=lambda s: None)
 
 
+def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
+    """--distill-adjust swap: a teacher that puts every training query nearest another entity's documents
+    pulls the student away from the labels; with its top swapped to the labelled document it does not,
+    and the run finds held-out entities better than the same run with the teacher as it is."""
+    data = load_beir(tiny_beir)
+    ents = sorted(set(data.corpus.titles))
+    docs = torch.nn.functional.one_hot(torch.tensor([ents.index(t) for t in data.corpus.titles]), len(ents)).float()
+    idx = {d: i for i, d in enumerate(data.corpus.ids)}
+    wrong = [ents.index(data.corpus.titles[idx[next(iter(data.split("train")[q]))]]) for q in train_query_ids(data)]
+    queries = torch.nn.functional.one_hot((torch.tensor(wrong) + 1) % len(ents), len(ents)).float()  # the next entity
+    tv = TeacherVectors(queries, docs, {"teacher": "fake"})
+
+    def heldout(adjust: str) -> float:
+        model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
+        t = Trainer(data, model, TrainConfig(epochs=6, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, seed=3,
+                                             distill_adjust=adjust, patience=100, show_progress=False),  # type: ignore[arg-type]
+                    vocab=vocab, teacher=tv, log=lambda s: None)
+        t.fit()
+        return _heldout_ndcg(t, data)
+
+    misled, swapped = heldout("none"), heldout("swap")
+    assert swapped > misled + 0.05, (swapped, misled)
+
+
 def test_the_teachers_neighbourhoods_are_learned(tiny_beir):
     """--distill-geometry: over the whole corpus, the trained model's documents stand to each other more as
     the teacher's do (a lower geometry KL to the teacher) than after the same run without the term."""
