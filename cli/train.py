@@ -235,10 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             fallback = missing
             log(f"warning: {missing}; training WITHOUT distillation (nor the teacher's neighbourhoods; the rest "
                 "of the recipe is unchanged)")
-            tcfg.distill, tcfg.distill_geometry = 0.0, 0.0
-    elif tcfg.distill_geometry > 0:  # the teacher's neighbourhoods ride on its distillation (the en preset sets both)
-        log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
-        tcfg.distill_geometry = 0.0
+            tcfg.distill, tcfg.distill_geometry, tcfg.distill_adjust = 0.0, 0.0, "none"
+    else:  # the teacher's neighbourhoods and the swap ride on its distillation (the en preset sets all three)
+        if tcfg.distill_geometry > 0:
+            log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
+        tcfg.distill_geometry, tcfg.distill_adjust = 0.0, "none"  # recorded as what the run did
     word_init, word_fallback = None, None
     if tcfg.word_init != "random":
         word_init, word_fallback = init_table(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)

@@ -83,8 +83,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # medquad dev 0.926 / 0.926 vs 0.922 / 0.920, mediqa_qa dev 0.581 / 0.575 at the best epoch vs 0.568
     # / 0.562 (mean of epochs 11 on 0.579 / 0.575 vs 0.569 / 0.568), the stdlib docs dev 0.257 / 0.231 vs
     # 0.243 / 0.251. With it at half weight (distill 0.5) medquad rose to 0.929 / 0.927 and real
-    # questions fell back (0.556 / 0.571 at the best epoch): the eighth round's trade (README, seventeenth
-    # round).
+    # questions gave back all their gain in seed 1, most in seed 2 (0.556 / 0.569 at the best epoch): the
+    # eighth round's trade (README, seventeenth round).
     "en": {"lang": "en", "shared_towers": True, "doc_max_words": 32, "augment": 0.0, "negatives": 0,
            "distill": 1.0, "patience": 20, "word_init": "teacher", "embed_lr": 0.0, "epochs": 30,
            "hidden_dim": 192, "out_dim": 0, "pooling": "max", "distill_geometry": 1.0, "ema": 0.998,

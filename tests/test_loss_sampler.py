@@ -150,3 +150,8 @@ def test_swap_to_label_puts_the_labelled_document_first_and_keeps_the_rest():
     # another document relevant to query 0 (candidate 1, excluded) cannot be its top: the next one is
     exclude = torch.tensor([[False, True, False, False], [False] * 4, [False] * 4])
     assert torch.equal(swap_to_label(t, exclude)[0], torch.tensor([0.3, 0.5, 0.1, 0.2]))
+    # ...and where only an excluded candidate is above the label, the row stays as it is
+    exclude[0] = torch.tensor([False, True, True, False])
+    assert torch.equal(swap_to_label(torch.tensor([[0.4, 0.5, 0.6, 0.2]]), exclude[:1])[0], torch.tensor([0.4, 0.5, 0.6, 0.2]))
+    tie = torch.tensor([[0.5, 0.5, 0.1]])  # a tie with the label: the same scores either way
+    assert torch.equal(swap_to_label(tie), tie)

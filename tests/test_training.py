@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from index.evaluation import evaluate_dense
-from models.config import ModelConfig
+from models.config import DistillAdjust, ModelConfig
 from models.data import load_beir, load_pairs
 from models.encoder import Encoder
 from models.featurizer import letter_trigrams, split_words
@@ -107,7 +107,8 @@ def test_geometry_without_distillation_is_switched_off_and_said(tiny_beir, tmp_p
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--distill-geometry", "1")
     assert r.returncode == 0, r.stderr
     assert "--distill-geometry is off" in r.stdout
-    assert load_training_record(out)["distill_geometry"] == 0.0
+    rec = load_training_record(out)
+    assert rec["distill_geometry"] == 0.0 and rec["distill_adjust"] == "none"  # recorded as what the run did
 
 
 def test_cli_refuses_to_overwrite_a_foreign_folder(tiny_beir, tmp_path):
@@ -255,6 +256,9 @@ def test_distillation_from_a_teacher_learns_and_is_recorded(tiny_beir, tmp_path)
         Trainer(data, model, TrainConfig(distill=1.0), vocab=vocab, log=lambda s: None)
     with pytest.raises(ValueError, match="distill_geometry"):
         Trainer(data, model, TrainConfig(distill_geometry=1.0), vocab=vocab, teacher=tv, log=lambda s: None)
+    with pytest.raises(ValueError, match="distill_adjust"):
+        Trainer(data, model, TrainConfig(distill=1.0, distill_adjust="Swap"), vocab=vocab, teacher=tv,  # type: ignore[arg-type]
+                log=lambda s: None)
 
 
 def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
@@ -269,10 +273,10 @@ def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
     queries = torch.nn.functional.one_hot((torch.tensor(wrong) + 1) % len(ents), len(ents)).float()  # the next entity
     tv = TeacherVectors(queries, docs, {"teacher": "fake"})
 
-    def heldout(adjust: str) -> float:
+    def heldout(adjust: DistillAdjust) -> float:
         model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
         t = Trainer(data, model, TrainConfig(epochs=6, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, seed=3,
-                                             distill_adjust=adjust, patience=100, show_progress=False),  # type: ignore[arg-type]
+                                             distill_adjust=adjust, patience=100, show_progress=False),
                     vocab=vocab, teacher=tv, log=lambda s: None)
         t.fit()
         return _heldout_ndcg(t, data)
@@ -339,6 +343,7 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert mc.pooling == "max"  # their max over the words (seventh round)
     assert (tc.distill, tc.distill_geometry, tc.ema) == (1.0, 1.0, 0.998)  # the teacher's neighbourhoods, averaged (ninth)
     assert tc.ema_warmup == 4.0 and resolve("zh", None, {})[1].ema_warmup == 10.0  # the longer average: English (eleventh)
+    assert tc.distill_adjust == "swap" and resolve("zh", None, {})[1].distill_adjust == "none"  # the teacher's top swapped to the label (seventeenth)
     mc, _ = resolve("en", None, {"pooling": "last"})
     assert mc.pooling == "last"  # the paper's vector, one flag away
     mc, _ = resolve("en", "demo", {})
@@ -364,7 +369,7 @@ def test_missing_teacher_falls_back_with_a_clear_message(tiny_beir, tmp_path):
     assert "WITHOUT distillation" in r.stdout
     rec = json.loads((out / "training.json").read_text())
     assert "no-such-teacher" in rec["teacher_fallback"] and rec["distill"] == 0.0 and rec["teacher_used"] is None
-    assert rec["distill_geometry"] == 0.0  # the en preset's neighbourhood term goes with the teacher
+    assert rec["distill_geometry"] == 0.0 and rec["distill_adjust"] == "none"  # the en preset's teacher terms go with it
 
 
 def test_old_model_folders_with_training_in_config_json_still_load(tiny_model_dir, tmp_path):
