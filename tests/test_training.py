@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -261,6 +262,15 @@ def test_distillation_from_a_teacher_learns_and_is_recorded(tiny_beir, tmp_path)
                 log=lambda s: None)
 
 
+def _fit_with_teacher(data: Any, tv: TeacherVectors, **train: Any) -> Trainer:
+    """A tiny English model trained with the distillation term on the teacher vectors ``tv``."""
+    model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
+    t = Trainer(data, model, TrainConfig(batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, patience=100,
+                                         show_progress=False, **train), vocab=vocab, teacher=tv, log=lambda s: None)
+    t.fit()
+    return t
+
+
 def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
     """--distill-adjust swap: a teacher that puts every training query nearest another entity's documents
     pulls the student away from the labels; with its top swapped to the labelled document it does not,
@@ -274,12 +284,7 @@ def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
     tv = TeacherVectors(queries, docs, {"teacher": "fake"})
 
     def heldout(adjust: DistillAdjust) -> float:
-        model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
-        t = Trainer(data, model, TrainConfig(epochs=6, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, seed=3,
-                                             distill_adjust=adjust, patience=100, show_progress=False),
-                    vocab=vocab, teacher=tv, log=lambda s: None)
-        t.fit()
-        return _heldout_ndcg(t, data)
+        return _heldout_ndcg(_fit_with_teacher(data, tv, epochs=6, seed=3, distill_adjust=adjust), data)
 
     misled, swapped = heldout("none"), heldout("swap")
     assert swapped > misled + 0.05, (swapped, misled)
@@ -302,11 +307,7 @@ def test_the_teachers_neighbourhoods_are_learned(tiny_beir):
     tv = TeacherVectors(queries, docs, {"teacher": "fake"})
 
     def kl_to_teacher(geometry: float) -> float:
-        model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
-        t = Trainer(data, model, TrainConfig(epochs=4, batch_size=16, lr=5e-3, distill=1.0, distill_tau=0.1, seed=2,
-                                             distill_geometry=geometry, patience=100, show_progress=False),
-                    vocab=vocab, teacher=tv, log=lambda s: None)
-        t.fit()
+        t = _fit_with_teacher(data, tv, epochs=4, seed=2, distill_geometry=geometry)
         v = torch.from_numpy(Encoder(t.model, t.vocab).encode(data.corpus.full_texts()))
         return geometry_kl(v, docs, float(t.model.gamma), 0.1, torch.eye(len(v), dtype=torch.bool)).item()
 
