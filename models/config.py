@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from .schedule import LrSchedule
 from .stopwords import STOPWORD_LISTS
@@ -64,6 +64,18 @@ def _check_field(name: str, value: Any) -> str | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def choice_errors(obj: Any) -> list[str]:
+    """Each field of the dataclass instance ``obj`` typed as a ``Literal`` whose value is not one of its
+    choices, as "name must be one of …, not …" (the CLI offers only the choices; code may pass anything)."""
+    hints = get_type_hints(type(obj))
+    out = []
+    for f in fields(obj):
+        t, value = hints[f.name], getattr(obj, f.name)
+        if get_origin(t) is Literal and value not in get_args(t):
+            out.append(f"{f.name} must be one of {', '.join(map(str, get_args(t)))}, not {value!r}")
+    return out
+
+
 def opt(default: Any, help: str, **kw: Any) -> Any:
     """A dataclass field with its command-line help text."""
     return field(default=default, metadata={"help": help, **kw})

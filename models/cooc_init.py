@@ -52,7 +52,7 @@ def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: 
     r = len(vocab)
     keys: list[np.ndarray] = []
     weights: list[np.ndarray] = []
-    pending = merged = 0  # entries held; of them, already merged
+    fresh = 0  # entries added since the last merge
     for t in texts:
         enc = vocab.encode(t, max_words)  # word → its n-gram ids
         if len(enc) < 2:
@@ -70,11 +70,10 @@ def cooc_matrix(vocab: Vocab, texts: Sequence[str], window: int = 2, max_words: 
             a, b = a[ok], b[ok]
             keys += [a * r + b, b * r + a]
             weights.append(np.full(2 * len(a), 1.0 / d))
-            pending += 2 * len(a)
-        if pending - merged > compact_at:  # the running sums keep one entry per distinct pair
+            fresh += 2 * len(a)
+        if fresh > compact_at:  # the running sums keep one entry per distinct pair
             uk, uw = _merge(keys, weights)
-            keys, weights, pending = [uk], [uw], len(uk)
-            merged = pending
+            keys, weights, fresh = [uk], [uw], 0
     if not keys:
         return torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), (r, r),
                                        check_invariants=True).coalesce()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from index.evaluation import evaluate_dense
 
 from .augment import inverse_cloze, rewrite_probs, rewrite_query, sentences, span
-from .config import DistillAdjust, ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, choice_errors
 from .data import DataError, Dataset
 from .ema import WeightAverage
 from .encoder import Encoder
@@ -143,9 +143,8 @@ class Trainer:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
         if not cfg.distill_geometry >= 0:
             raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
-        if cfg.distill_adjust not in get_args(DistillAdjust):
-            raise ValueError(f"TrainConfig.distill_adjust must be one of {get_args(DistillAdjust)}, "
-                             f"not {cfg.distill_adjust!r}")
+        if bad := choice_errors(cfg):
+            raise ValueError("TrainConfig." + "; ".join(bad))
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
             raise ValueError("TrainConfig.distill_geometry > 0 needs distill > 0 (the teacher's vectors)")
         if cfg.word_init != "random" and "word_init_from" not in model.cfg.extra:
