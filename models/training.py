@@ -36,7 +36,7 @@ from .loss import distill_kl, dssm_loss, geometry_kl, other_relevant, swap_to_la
 from .plot import plot_curve
 from .prepare import new_model, train_query_ids
 from .sampler import NegativeSampler
-from .schedule import lr_factor, progress
+from .schedule import lr_factor, progress, teacher_factor
 from .teacher import TeacherVectors
 from .tower import LSTMDSSM, Packed
 
@@ -143,6 +143,8 @@ class Trainer:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
         if not cfg.distill_geometry >= 0:
             raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
+        if not 0 <= cfg.distill_decay <= 1:
+            raise ValueError(f"TrainConfig.distill_decay must be a share of the run between 0 and 1, not {cfg.distill_decay}")
         if bad := choice_errors(cfg):
             raise ValueError("TrainConfig." + "; ".join(bad))
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
@@ -275,8 +277,9 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------------------------------
 
-    def step(self, batch: Sequence[Example], rng: random.Random | None = None) -> float:
-        """One optimiser step on B examples (B positives + B·J sampled negatives as candidates)."""
+    def step(self, batch: Sequence[Example], rng: random.Random | None = None, teacher_weight: float = 1.0) -> float:
+        """One optimiser step on B examples (B positives + B·J sampled negatives as candidates).
+        teacher_weight: the share of their weights the teacher's terms carry this step (0: skipped)."""
         rng = rng or random.Random(0)
         made = [self.example(ex, rng) for ex in batch]
         q_feats = [m[0] for m in made]
@@ -293,16 +296,18 @@ class Trainer:
         dv = self.model.doc(Packed.from_lists(cand_feats))  # (N, D) unit, N = B + B·J
         loss = dssm_loss(qv, dv, self.model.gamma, exclude)
         student_cos = qv @ dv.t()  # (B, N), what the teachers' distributions are matched on
-        if self.teacher is not None:
+        if self.teacher is not None and teacher_weight > 0:
             rows = [m[3] for m in made]
             tq = torch.stack([self.teacher.queries[r] if r >= 0 else self.teacher.docs[-r - 1] for r in rows])  # (B, Dt)
             td = self.teacher.docs[cands]  # (N, Dt)
             t_cos = tq @ td.t()  # (B, N)
             if self.cfg.distill_adjust == "swap":
                 t_cos = swap_to_label(t_cos, exclude)
-            loss = loss + self.cfg.distill * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
+            w = teacher_weight * self.cfg.distill
+            loss = loss + w * distill_kl(student_cos, t_cos, self.model.gamma, self.cfg.distill_tau, exclude)
             if self.cfg.distill_geometry > 0:
-                loss = loss + self.cfg.distill_geometry * self.geometry_loss(qv, dv, tq, td, rows, cands)
+                w = teacher_weight * self.cfg.distill_geometry
+                loss = loss + w * self.geometry_loss(qv, dv, tq, td, rows, cands)
         if self.lexical is not None:
             loss = loss + self.cfg.lexical_distill * self.lexical_loss(batch, made, student_cos, cands, exclude)
         self.opt.zero_grad(set_to_none=True)
@@ -367,10 +372,11 @@ class Trainer:
                 if self.budget_left() < self.held_back(dev_cost, watch_cost):
                     out_of_time = True
                     break
-                factor = lr_factor(cfg.lr_schedule, progress(steps, total_steps, self.elapsed() - fit_start, budget))
+                done = progress(steps, total_steps, self.elapsed() - fit_start, budget)
+                factor = lr_factor(cfg.lr_schedule, done)
                 for group, peak in zip(self.opt.param_groups, self.peak_lrs, strict=True):
                     group["lr"] = peak * factor
-                total += self.step(batch, rng) * len(batch)
+                total += self.step(batch, rng, teacher_factor(cfg.distill_decay, done)) * len(batch)
                 if self.average is not None:
                     self.average.update()
                 steps += 1

@@ -1,10 +1,10 @@
-"""The learning-rate schedule's arithmetic (models/schedule.py); its use in training: test_training.py."""
+"""The learning-rate and teacher schedules' arithmetic (models/schedule.py); its use in training: test_training.py."""
 
 import math
 
 import pytest
 
-from models.schedule import lr_factor, progress
+from models.schedule import lr_factor, progress, teacher_factor
 
 
 def test_constant_is_the_peak_throughout():
@@ -32,3 +32,13 @@ def test_progress_is_the_further_of_steps_and_time():
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="cosin"):
         lr_factor("cosin", 0.5)  # type: ignore[arg-type]
+
+
+def test_the_teacher_fades_over_the_runs_last_share():
+    assert {teacher_factor(0.0, p) for p in (0.0, 0.9, 1.0)} == {1.0}  # off: full weight throughout
+    assert teacher_factor(0.25, 0.5) == 1.0 and teacher_factor(0.25, 0.75) == 1.0  # before the fade
+    assert teacher_factor(0.25, 0.875) == pytest.approx(0.5)  # halfway through it
+    assert teacher_factor(0.25, 1.0) == 0.0 and teacher_factor(0.25, 1.5) == 0.0  # clamped at the end
+    assert teacher_factor(1.0, 0.0) == 1.0 and teacher_factor(1.0, 0.4) == pytest.approx(0.6)  # the whole run
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        teacher_factor(1.5, 0.5)
