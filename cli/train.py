@@ -119,8 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--ema-warmup must be a number above 1 (10: the average spans the last ninth of the steps)")
     if a.distill_geometry is not None and not (math.isfinite(a.distill_geometry) and a.distill_geometry >= 0):
         p.error("--distill-geometry must be 0 (off) or more")
-    if a.distill_decay is not None and not (math.isfinite(a.distill_decay) and 0 <= a.distill_decay <= 1):
-        p.error("--distill-decay must be a share of the run between 0 (off) and 1")
+    if a.distill_fade is not None and not 0 <= a.distill_fade <= 1:  # NaN fails it too
+        p.error("--distill-fade must be a share of the run between 0 (off) and 1")
     if a.query_aug_ops is not None:
         try:
             rewrite_probs(a.query_aug_ops)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"distilling from {tcfg.teacher} (weight {tcfg.distill}, τ {tcfg.distill_tau}"
             + (f"; its neighbourhoods, weight {tcfg.distill_geometry}" if tcfg.distill_geometry > 0 else "")
             + ("; its top swapped with the labelled document where they differ" if tcfg.distill_adjust == "swap" else "")
-            + (f"; fading to 0 over the run's last {tcfg.distill_decay:.0%}" if tcfg.distill_decay > 0 else "")
+            + (f"; fading towards 0 over the run's last {100 * tcfg.distill_fade:g}%" if tcfg.distill_fade > 0 else "")
             + ")")
         if general is not None:
             teacher = teacher_vectors(train_q, docs, general, mc.doc_max_words, mc.query_max_words, tcfg.teacher_cache,
@@ -238,11 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             fallback = missing
             log(f"warning: {missing}; training WITHOUT distillation (nor the teacher's neighbourhoods; the rest "
                 "of the recipe is unchanged)")
-            tcfg.distill, tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_decay = 0.0, 0.0, "none", 0.0
+            tcfg.distill, tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_fade = 0.0, 0.0, "none", 0.0
     else:  # the teacher's neighbourhoods and the swap ride on its distillation (the en preset sets all three)
         if tcfg.distill_geometry > 0:
             log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
-        tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_decay = 0.0, "none", 0.0  # recorded as what the run did
+        tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_fade = 0.0, "none", 0.0  # recorded as what the run did
     word_init, word_fallback = None, None
     if tcfg.word_init != "random":
         word_init, word_fallback = init_table(train_q + docs, model, vocab, tcfg, general, missing, init is not None, log)

@@ -188,9 +188,9 @@ class TrainConfig:
     distill_geometry: float = opt(0.0, "weight of a relational distillation loss: KL to the teacher's softmax (τ "
                                        "--distill-tau) over each in-batch document's (and query's) similarity to "
                                        "the others, against the model's (γ); needs --distill > 0, off otherwise")
-    distill_decay: float = opt(0.0, "with --distill: over this last share of the run (by steps or --max-minutes, "
-                                    "as --lr-schedule) the teacher terms' weights fall linearly to 0, so the last "
-                                    "epochs answer to the labels alone (0: full weight throughout)")
+    distill_fade: float = opt(0.0, "with --distill: over this last share of the run (by steps or --max-minutes, "
+                                   "as --lr-schedule) both teacher terms' weights fall linearly towards 0 at its "
+                                   "end (0: full weight throughout)")
     ema: float = opt(0.0, "decay β (0 < β < 1) of a moving average of the trainable weights, which each epoch's "
                           "dev evaluation scores and the saved model holds instead of the live weights; warmed "
                           "up as min(β, (1 + n) / (c + n)) after n steps, c --ema-warmup (0: off)")

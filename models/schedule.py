@@ -27,16 +27,17 @@ def lr_factor(schedule: LrSchedule, progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-def teacher_factor(decay: float, progress: float) -> float:
-    """The teacher terms' share of their weights at ``progress``: 1 until the run's last ``decay`` of its
-    progress, then a straight line down to 0 at its end (``decay`` 0: 1 throughout). Early steps learn the
-    teacher's general geometry; the late ones, where the kept epoch usually lies, answer to the labels
-    alone, which the teacher contradicts on a share of the rows."""
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"the teacher's decay must be a share of the run between 0 and 1, not {decay}")
-    if decay == 0.0:
+def teacher_factor(fade: float, progress: float) -> float:
+    """The teacher terms' share of their weights at ``progress``: 1 until the run's last ``fade`` of its
+    progress, then a straight line down to 0 at its end (``fade`` 0: 1 throughout). Early steps learn the
+    teacher's general geometry; the late ones, where the kept epoch usually lies, answer more and more to
+    the labels, which the teacher contradicts on a share of the rows. (Progress is read before each step
+    and the run ends before it reaches 1, so the last step still carries a little of the teacher.)"""
+    if not 0.0 <= fade <= 1.0:
+        raise ValueError(f"the teacher's fade must be a share of the run between 0 and 1, not {fade}")
+    if fade == 0.0:
         return 1.0
-    return min(1.0, max(0.0, (1.0 - progress) / decay))
+    return min(1.0, max(0.0, (1.0 - progress) / fade))
 
 
 def progress(step: int, total_steps: int, spent_s: float, budget_s: float) -> float:

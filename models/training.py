@@ -143,8 +143,8 @@ class Trainer:
             raise ValueError("TrainConfig.distill > 0 needs the teacher's vectors (teacher=...)")
         if not cfg.distill_geometry >= 0:
             raise ValueError(f"TrainConfig.distill_geometry must be 0 (off) or more, not {cfg.distill_geometry}")
-        if not 0 <= cfg.distill_decay <= 1:
-            raise ValueError(f"TrainConfig.distill_decay must be a share of the run between 0 and 1, not {cfg.distill_decay}")
+        if not 0 <= cfg.distill_fade <= 1:
+            raise ValueError(f"TrainConfig.distill_fade must be a share of the run between 0 and 1, not {cfg.distill_fade}")
         if bad := choice_errors(cfg):
             raise ValueError("TrainConfig." + "; ".join(bad))
         if cfg.distill_geometry > 0 and cfg.distill <= 0:
@@ -376,7 +376,7 @@ class Trainer:
                 factor = lr_factor(cfg.lr_schedule, done)
                 for group, peak in zip(self.opt.param_groups, self.peak_lrs, strict=True):
                     group["lr"] = peak * factor
-                total += self.step(batch, rng, teacher_factor(cfg.distill_decay, done)) * len(batch)
+                total += self.step(batch, rng, teacher_factor(cfg.distill_fade, done)) * len(batch)
                 if self.average is not None:
                     self.average.update()
                 steps += 1

@@ -92,7 +92,7 @@ def test_cli_bad_input_is_a_clear_error_and_writes_nothing(tiny_beir, tmp_path, 
     (["--ema-warmup", "nan"], "--ema-warmup must be a number above 1"),
     (["--ema-warmup", "inf"], "--ema-warmup must be a number above 1"),
     (["--distill-geometry", "-1"], "--distill-geometry must be 0 (off) or more"),
-    (["--distill-decay", "1.5"], "--distill-decay must be a share of the run between 0 (off) and 1"),
+    (["--distill-fade", "1.5"], "--distill-fade must be a share of the run between 0 (off) and 1"),
     (["--query-aug-ops", "drop,spell"], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
     (["--query-aug-ops", ","], "--query-aug-ops: query rewrites must be a comma-separated subset of"),
 ])
@@ -104,15 +104,16 @@ def test_cli_refuses_bad_training_flags(tiny_beir, tmp_path, flags, message):
 
 
 def test_geometry_without_distillation_is_switched_off_and_said(tiny_beir, tmp_path):
-    """The en preset sets --distill-geometry; a run with --distill 0 (SMALL) has no teacher vectors for it."""
+    """The en preset sets --distill-geometry (and --distill-fade); a run with --distill 0 (SMALL) has no
+    teacher vectors for it: both are recorded as 0."""
     out = tmp_path / "m"
     r = train_cli("--data", str(tiny_beir), "--out", str(out), "--epochs", "1", *SMALL, "--distill-geometry", "1",
-                  "--distill-decay", "0.3")
+                  "--distill-fade", "0.3")
     assert r.returncode == 0, r.stderr
     assert "--distill-geometry is off" in r.stdout
     rec = load_training_record(out)
     assert rec["distill_geometry"] == 0.0 and rec["distill_adjust"] == "none"  # recorded as what the run did
-    assert rec["distill_decay"] == 0.0
+    assert rec["distill_fade"] == 0.0
 
 
 def test_cli_refuses_to_overwrite_a_foreign_folder(tiny_beir, tmp_path):
@@ -293,30 +294,58 @@ def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
     assert swapped > misled + 0.05, (swapped, misled)
 
 
-def test_a_teacher_at_weight_zero_leaves_the_dssm_step(tiny_beir):
-    """--distill-decay's end: a step whose teacher weight is 0 is the step without a teacher (same loss,
-    same weights after it), and a positive weight adds the teacher's terms to the loss."""
-    data = load_beir(tiny_beir)
+def _random_teacher(data: Any) -> TeacherVectors:
     g = torch.Generator().manual_seed(0)
-    docs = torch.nn.functional.normalize(torch.randn(len(data.corpus), 16, generator=g), dim=1)
-    tv = TeacherVectors(torch.nn.functional.normalize(torch.randn(len(train_query_ids(data)), 16, generator=g), dim=1),
-                        docs, {"teacher": "fake"})
+    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=1)  # noqa: E731
+    return TeacherVectors(unit(len(train_query_ids(data))), unit(len(data.corpus)), {"teacher": "fake"})
+
+
+def test_the_teacher_weight_scales_both_terms_and_zero_is_the_plain_step(tiny_beir):
+    """--distill-fade's arithmetic in one step: weight 0 is the step without a teacher (same loss, same
+    weights after it); the loss is linear in the weight, so both terms (the scores' and the
+    neighbourhoods') carry it, and a positive weight adds them."""
+    data = load_beir(tiny_beir)
+    tv = _random_teacher(data)
 
     def one_step(teacher: TeacherVectors | None, weight: float) -> tuple[float, torch.Tensor]:
         model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL), seed=4)
-        cfg = TrainConfig(batch_size=16, distill=1.0 if teacher else 0.0, distill_geometry=1.0 if teacher else 0.0,
-                          distill_decay=0.5 if teacher else 0.0, show_progress=False)
+        cfg = TrainConfig(batch_size=16, distill=1.0 if teacher else 0.0, distill_geometry=2.0 if teacher else 0.0,
+                          show_progress=False)
         t = Trainer(data, model, cfg, vocab=vocab, teacher=teacher, log=lambda s: None)
         batch = t.epoch_examples(random.Random(5))[:16]
         loss = t.step(batch, random.Random(6), weight)
         return loss, torch.cat([p.detach().flatten() for p in model.parameters()])
 
-    plain, faded, taught = one_step(None, 1.0), one_step(tv, 0.0), one_step(tv, 1.0)
-    assert faded[0] == pytest.approx(plain[0], rel=1e-6) and torch.allclose(faded[1], plain[1])
-    assert taught[0] > plain[0] + 1e-3  # the KL terms are positive for a teacher unlike the untrained student
+    plain, w0, half, w1 = one_step(None, 1.0), one_step(tv, 0.0), one_step(tv, 0.5), one_step(tv, 1.0)
+    assert w0[0] == pytest.approx(plain[0], rel=1e-6) and torch.allclose(w0[1], plain[1])
+    assert half[0] == pytest.approx((w0[0] + w1[0]) / 2, rel=1e-5)
+    assert w1[0] > plain[0] + 1e-3  # the KL terms are positive for a teacher unlike the untrained student
     model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
-    with pytest.raises(ValueError, match="distill_decay"):
-        Trainer(data, model, TrainConfig(distill=1.0, distill_decay=1.5), vocab=vocab, teacher=tv, log=lambda s: None)
+    with pytest.raises(ValueError, match="distill_fade"):
+        Trainer(data, model, TrainConfig(distill=1.0, distill_fade=1.5), vocab=vocab, teacher=tv, log=lambda s: None)
+
+
+def test_fit_fades_the_teacher_over_the_runs_last_share(tiny_beir):
+    """--distill-fade in a run: with no time bound, progress is the share of the planned steps, so with
+    0.5 the first half of the steps carry the teacher's full weight and the rest a falling line."""
+    data = load_beir(tiny_beir)
+
+    class Recording(Trainer):
+        weights: list[float] = []
+
+        def step(self, batch: Any, rng: random.Random | None = None, teacher_weight: float = 1.0) -> float:
+            self.weights.append(teacher_weight)
+            return super().step(batch, rng, teacher_weight)
+
+    model, vocab = new_model(data, ModelConfig(lang="en", **TINY_MODEL))
+    t = Recording(data, model, TrainConfig(epochs=4, batch_size=16, distill=1.0, distill_fade=0.5, patience=100,
+                                           show_progress=False), vocab=vocab, teacher=_random_teacher(data),
+                  log=lambda s: None)
+    t.weights = []
+    t.fit()
+    n = len(t.weights)
+    assert n >= 8
+    assert t.weights == pytest.approx([min(1.0, 2 * (n - k) / n) for k in range(n)])
 
 
 def test_the_teachers_neighbourhoods_are_learned(tiny_beir):
@@ -374,7 +403,7 @@ def test_presets_and_explicit_flags(tiny_beir, tmp_path):
     assert (tc.distill, tc.distill_geometry, tc.ema) == (1.0, 1.0, 0.998)  # the teacher's neighbourhoods, averaged (ninth)
     assert tc.ema_warmup == 4.0 and resolve("zh", None, {})[1].ema_warmup == 10.0  # the longer average: English (eleventh)
     assert tc.distill_adjust == "swap" and resolve("zh", None, {})[1].distill_adjust == "none"  # the teacher's top swapped to the label (seventeenth)
-    assert tc.distill_decay == 0.25 and resolve("zh", None, {})[1].distill_decay == 0.0  # the teacher fades over the last quarter (eighteenth)
+    assert tc.distill_fade == 0.25 and resolve("zh", None, {})[1].distill_fade == 0.0  # the teacher fades over the last quarter (eighteenth)
     mc, _ = resolve("en", None, {"pooling": "last"})
     assert mc.pooling == "last"  # the paper's vector, one flag away
     mc, _ = resolve("en", "demo", {})
@@ -401,7 +430,7 @@ def test_missing_teacher_falls_back_with_a_clear_message(tiny_beir, tmp_path):
     rec = json.loads((out / "training.json").read_text())
     assert "no-such-teacher" in rec["teacher_fallback"] and rec["distill"] == 0.0 and rec["teacher_used"] is None
     assert rec["distill_geometry"] == 0.0 and rec["distill_adjust"] == "none"  # the en preset's teacher terms go with it
-    assert rec["distill_decay"] == 0.0
+    assert rec["distill_fade"] == 0.0
 
 
 def test_old_model_folders_with_training_in_config_json_still_load(tiny_model_dir, tmp_path):
