@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"warning: {missing}; training WITHOUT distillation (nor the teacher's neighbourhoods; the rest "
                 "of the recipe is unchanged)")
             tcfg.distill, tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_fade = 0.0, 0.0, "none", 0.0
-    else:  # the teacher's neighbourhoods and the swap ride on its distillation (the en preset sets all three)
+    else:  # the teacher's neighbourhoods, the swap and the fade ride on its distillation (the en preset sets them all)
         if tcfg.distill_geometry > 0:
             log("--distill-geometry is off: it needs the teacher's vectors, which only --distill > 0 loads")
         tcfg.distill_geometry, tcfg.distill_adjust, tcfg.distill_fade = 0.0, "none", 0.0  # recorded as what the run did
