@@ -295,8 +295,12 @@ def test_a_teacher_swapped_to_the_label_stops_misleading_the_student(tiny_beir):
 
 
 def _random_teacher(data: Any) -> TeacherVectors:
+    """A teacher of random unit vectors, one per training question and per document."""
     g = torch.Generator().manual_seed(0)
-    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=1)  # noqa: E731
+
+    def unit(n: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(torch.randn(n, 16, generator=g), dim=1)
+
     return TeacherVectors(unit(len(train_query_ids(data))), unit(len(data.corpus)), {"teacher": "fake"})
 
 
@@ -331,7 +335,7 @@ def test_fit_fades_the_teacher_over_the_runs_last_share(tiny_beir):
     data = load_beir(tiny_beir)
 
     class Recording(Trainer):
-        weights: list[float] = []
+        weights: list[float]  # set on the instance before fit; no list shared by the class
 
         def step(self, batch: Any, rng: random.Random | None = None, teacher_weight: float = 1.0) -> float:
             self.weights.append(teacher_weight)
