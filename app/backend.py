@@ -24,6 +24,7 @@ import numpy as np
 
 from index import IndexLoadError, SearchIndex
 from index.errors import IndexReadOnlyError
+from index.fusion import public_fusion
 from index.live import LiveIndex, is_live
 from index.protocols import EncoderLoader, TextEncoder
 from models.encoder import Encoder
@@ -121,7 +122,7 @@ class Backend:
             "name": self.index_name, "path": str(self.index_dir), "type": self.index.index_type,
             "size": self.index.size, "dim": self.index.dim,
             "built_at": m.get("built_at") or m.get("created_at"),
-            "fusion": self.index.fusion, "live": live, "manifest": m,
+            "fusion": public_fusion(self.index.fusion), "live": live, "manifest": {**m, "fusion": public_fusion(m.get("fusion") or {})},
         }
 
 

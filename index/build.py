@@ -26,8 +26,9 @@ from models.data import Corpus, DataError, Dataset, Qrels, check_qrels, load_cor
 
 from .dense import FAISS_FILE, VECTORS_FILE, build_faiss, make_empty, resolve_spec
 from .errors import IndexBuildError
+from .familiar import sketch
 from .fusion import DEFAULT_FUSION, DEPTH, check_fusion, choose_fusion, choose_model_fusion, settings_of
-from .lexical import BM25, TOKENIZERS
+from .lexical import BM25, TOKENIZERS, tokenize
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_FILE, library_versions, list_files, write_manifest
 from .probes import probe_queries
 from .protocols import TextEncoder
@@ -136,7 +137,11 @@ def fit_model_fusion(encoder: TextEncoder, data: Dataset, probes: int = PROBES, 
         with SearchIndex.load(out, encoder) as idx:
             cands = idx.hybrid_candidates(texts, encoder.encode(texts, tower="query"), DEPTH)
             pcands = idx.hybrid_candidates(ptexts, encoder.encode(ptexts, tower="query"), DEPTH) if ptexts else []
-    f = choose_model_fusion(cands, qids, dev, pcands, prels, data.corpus.ids)
+    # The terms the training text holds often (the training queries and the corpus, as BM25 reads them):
+    # the dense weight follows the share of a query's terms among them (index/familiar.py).
+    train = data.qrels.get("train", {})
+    familiar = sketch(tokenize([data.queries[q] for q in train] + data.corpus.full_texts(), encoder.lang))
+    f = choose_model_fusion(cands, qids, dev, pcands, prels, data.corpus.ids, familiar=familiar)
     f["dev_data"] = data.name
     return f
 

@@ -14,6 +14,10 @@ Why adaptive: a weight chosen on in-distribution dev (medquad: 0.9 on dense) is 
 queries drift from the training form, where the dense side can be far below BM25. The features say how
 much this query looks like what the model knows (:data:`FEATURES`).
 
+A model's own fusion also carries ``"familiar"`` (index/familiar.py): a sketch of the terms its training
+text holds often. With it, the weight on the dense side (weighted or adaptive) is scaled by the share of
+the query's terms in the sketch, since the dense side knows nothing of a word the model barely saw.
+
 Choosing (:func:`choose_fusion`): every constant setting of the grid, and the adaptive weight fitted on
 the dev queries (coordinate search from the best constant weight, an L2 pull to it), are compared by
 5-fold cross-validation over the dev queries; the adaptive one is kept only when it generalises
@@ -35,6 +39,7 @@ import numpy as np
 from models.data import Qrels
 
 from .evaluation import evaluate_run, ndcg_at_k
+from .familiar import check_sketch, familiar_share, summary
 
 K = TypeVar("K", bound=Hashable)
 
@@ -83,7 +88,7 @@ L2 = 0.002  # pull of the coefficients towards 0 (= the constant weight), per un
 class Candidates:
     """One query's candidates: rows in dense order, rows in BM25 order (score > 0 only), their BM25
     scores, the exact cosine of every candidate of either list, and the query's lexical statistics
-    (number of terms, share known to the corpus)."""
+    (number of terms, share known to the corpus, the terms themselves)."""
 
     dense: list[int]
     lexical: list[int]
@@ -91,6 +96,7 @@ class Candidates:
     cos: dict[int, float]
     qlen: int = 0
     known: float = 0.0
+    terms: tuple[str, ...] = ()
 
 
 def rrf(rankings: Sequence[Sequence[K]], k: float = 60.0, weights: Sequence[float] | None = None) -> list[tuple[K, float]]:
@@ -117,6 +123,8 @@ def check_fusion(settings: Any) -> str | None:
     """Why ``settings`` cannot be applied, or None when it can."""
     if not isinstance(settings, dict):
         return "fusion settings must be an object"
+    if "familiar" in settings and (why := check_sketch(settings["familiar"])):
+        return why
     depth = settings.get("depth", DEPTH)
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
         return f"depth must be a positive integer, got {depth!r}"
@@ -209,6 +217,8 @@ def fuse(c: Candidates, settings: dict[str, Any]) -> list[tuple[int, float]]:
         base, w, k = "weighted", float(settings["weight"]), 60.0
     else:
         base, w, k = settings["base"], adaptive_weight(settings, query_features(c)), float(settings.get("k", 60))
+    if "familiar" in settings:
+        w *= familiar_share(settings["familiar"], c.terms)
     s = _sides(c, k)
     score = _scores(s, base, np.array([w]))[0]
     order = np.argsort(-score, kind="stable")  # stable: equal scores keep first appearance
@@ -399,7 +409,7 @@ def balanced_share(fits: Sequence[ShareFit], dev_best: float, probe_best: float)
 def choose_model_fusion(
     dev: Sequence[Candidates], dev_qids: Sequence[str], qrels: Qrels,
     probes: Sequence[Candidates], probe_rels: Sequence[dict[str, int]], doc_ids: Sequence[str],
-    depth: int = DEPTH,
+    depth: int = DEPTH, familiar: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fusion a model carries, for corpora that have no judgements of their own.
 
@@ -415,8 +425,22 @@ def choose_model_fusion(
     probes pulled a strong model's weight down in its own distribution, and the first share keeping dev
     could leave dev at the very edge of its slack). Falls back to :func:`choose_fusion` on the dev
     queries when the adaptive weight does not beat a constant one (cross-validated on the mixture) or
-    cannot keep dev.
+    cannot keep dev. ``familiar``: the sketch of the training text's terms (index/familiar.py), carried by
+    a weighted or adaptive result (its dev figure then measured with it).
     """
+    fusion = _model_fit(dev, dev_qids, qrels, probes, probe_rels, doc_ids, depth)
+    if familiar is None or fusion["method"] == "rrf":
+        return fusion
+    scaled = {**fusion, "familiar": familiar}
+    ndcg = [ndcg_at_k([doc_ids[r] for r, _ in fuse(c, scaled)[:10]], qrels[q], 10) for q, c in zip(dev_qids, dev, strict=True)]
+    return {**scaled, "dev_ndcg@10": round(float(np.mean(ndcg)), 5), "dev_ndcg@10_unscaled": fusion["dev_ndcg@10"]}
+
+
+def _model_fit(
+    dev: Sequence[Candidates], dev_qids: Sequence[str], qrels: Qrels,
+    probes: Sequence[Candidates], probe_rels: Sequence[dict[str, int]], doc_ids: Sequence[str], depth: int,
+) -> dict[str, Any]:
+    """:func:`choose_model_fusion` before the familiar terms."""
     # Also without probes (or when the mixture's fit is not adopted) a model's fusion serves other corpora:
     # the same three features, so no length or known-share learnt on one corpus steers another.
     on_dev = choose_fusion(dev, dev_qids, qrels, doc_ids, depth, features=PROBE_FEATURES)
@@ -526,9 +550,17 @@ def choose_fusion(
     }
 
 
-_SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std")
+_SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std", "familiar")
 
 
 def settings_of(fusion: dict[str, Any]) -> dict[str, Any]:
     """Only what :func:`fuse` reads (a manifest's fusion entry also records how it was chosen)."""
     return {k: v for k, v in fusion.items() if k in _SETTING_KEYS or k == "depth"}
+
+
+def public_fusion(fusion: dict[str, Any]) -> dict[str, Any]:
+    """The settings as ``/info`` shows them: the familiar terms' sketch by its size, not its bits."""
+    f = dict(fusion)
+    if isinstance(f.get("familiar"), dict) and check_sketch(f["familiar"]) is None:
+        f["familiar"] = summary(f["familiar"])
+    return f

@@ -309,7 +309,8 @@ class LiveIndex:
                 vecs, _ = st.vectors(missing)
                 cos.update(zip(missing.tolist(), row_scores(vecs, q[qi]).tolist(), strict=True))
             bm25 = dict(zip(lk.tolist(), lsc.tolist(), strict=True))
-            out.append(Candidates(dk.tolist(), lk.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1]))
+            out.append(Candidates(dk.tolist(), lk.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1],
+                                  terms=tuple(bytes.fromhex(t).decode("utf-8") for t in terms[qi])))
         return out
 
     def search_hybrid(self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,

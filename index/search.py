@@ -342,7 +342,8 @@ class SearchIndex:
             missing = np.array([r for r in lrows.tolist() if r not in cos], dtype=np.int64)
             cos.update(zip(missing.tolist(), self._dense.cosines(q[qi], missing).tolist(), strict=True))
             bm25 = dict(zip(lrows.tolist(), lsc.tolist(), strict=True))
-            out.append(Candidates(drows.tolist(), lrows.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1]))
+            out.append(Candidates(drows.tolist(), lrows.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1],
+                                  terms=tuple(tokens[qi])))
         return out
 
     def search_hybrid(

@@ -13,6 +13,7 @@ import pytest
 from index import SearchIndex, build_index
 from index.build import fit_model_fusion
 from index.evaluation import ndcg_at_k
+from index.familiar import MIN_COUNT, check_sketch, familiar_share, sketch
 from index.fusion import (
     DEV_SLACK,
     FEATURES,
@@ -26,6 +27,7 @@ from index.fusion import (
     choose_model_fusion,
     fit_adaptive,
     fuse,
+    public_fusion,
     query_features,
 )
 from index.probes import probe_queries
@@ -255,3 +257,100 @@ def test_model_fusion_takes_the_share_that_balances_dev_and_probes():
     fits[3] = _share_fit(0.95, 0.915, 0.765)
     assert balanced_share(fits, dev_best, probe_best).share == 0.95
     assert balanced_share([_share_fit(0.5, 0.80, 0.77), _share_fit(0.6, 0.81, 0.7)], dev_best, probe_best).share == 0.6
+
+
+# ---- the familiar terms (index/familiar.py) -------------------------------------------------------------
+
+def test_the_sketch_holds_the_terms_seen_often_and_little_else():
+    common = [f"term{i}" for i in range(300)]
+    texts = [common] * MIN_COUNT + [["rare"] * (MIN_COUNT - 1)]  # "rare": one short of the count
+    s = sketch(texts)
+    assert check_sketch(s) is None and s["terms"] == 300 and s["min_count"] == MIN_COUNT
+    assert familiar_share(s, common) == 1.0 and familiar_share(s, []) == 1.0
+    unseen = [f"other{i}" for i in range(2000)]
+    assert familiar_share(s, unseen) < 0.1  # false positives only (~5 % by design)
+    assert familiar_share(s, ["term1", "term2", *unseen[:2]]) <= 0.75
+    assert sketch(texts) == s  # deterministic: the same bits for the same text
+    big = sketch([[f"w{i}" for i in range(5000)]], min_count=1)
+    assert len(big["bits"]) > len(s["bits"]) and familiar_share(big, ["w1", "w4999"]) == 1.0
+
+
+@pytest.mark.parametrize("bad, why", [
+    ([], "object"),
+    ({"bits": "AAAA", "hashes": 3}, "hashes"),
+    ({"bits": 5, "hashes": 2}, "base64 string"),
+    ({"bits": "not base64!", "hashes": 2}, "not valid base64"),
+    ({"bits": "AAAA", "hashes": 2}, "power of two"),  # 3 bytes
+])
+def test_a_bad_sketch_is_refused(bad, why):
+    assert why in (check_sketch(bad) or "")
+    assert why in (check_fusion({"method": "weighted", "weight": 1.0, "familiar": bad}) or "")
+
+
+def test_the_dense_weight_follows_the_share_of_familiar_terms():
+    """Dense and BM25 disagree; weight 1 on the dense side. Known terms: the dense order. Unknown terms:
+    the dense weight scaled to 0, BM25 decides. Half known: the weighted fusion at w = ½."""
+    s = {"method": "weighted", "weight": 1.0, "familiar": sketch([["glaucoma", "symptom"]] * MIN_COUNT)}
+    base = Candidates(dense=[1, 2, 3], lexical=[3, 2], bm25={3: 4.0, 2: 1.0}, cos={1: 0.9, 2: 0.5, 3: 0.1})
+
+    def with_terms(*terms: str) -> Candidates:
+        return Candidates(base.dense, base.lexical, base.bm25, base.cos, terms=terms)
+
+    assert [r for r, _ in fuse(with_terms("glaucoma", "symptom"), s)] == [1, 2, 3]
+    assert fuse(with_terms("glaucoma", "symptom"), s) == fuse(base, {"method": "weighted", "weight": 1.0})
+    assert fuse(with_terms("csv", "sniffer"), s) == fuse(base, {"method": "weighted", "weight": 0.0})
+    assert fuse(with_terms("glaucoma", "csv"), s) == fuse(base, {"method": "weighted", "weight": 0.5})
+    a = adaptive(bias=3.0, familiar=s["familiar"])  # the adaptive weight (1 here) is scaled alike
+    assert fuse(with_terms("csv", "sniffer"), a) == fuse(base, {"method": "weighted", "weight": 0.0})
+    shown = public_fusion(s)["familiar"]
+    assert "bits" not in shown and shown["terms"] == 2 and shown["bytes"] > 0 and "bits" in s["familiar"]
+
+
+def test_a_model_fusion_carries_the_familiar_terms_and_is_measured_with_them():
+    rng = np.random.default_rng(0)
+    cands, qids, qrels, ids = _population(rng, 200)
+    cands = [Candidates(c.dense, c.lexical, c.bm25, c.cos, c.qlen, c.known, terms=("known",)) for c in cands]
+    fam = sketch([["known"]] * MIN_COUNT)
+    f = choose_model_fusion(cands, qids, qrels, [], [], ids, familiar=fam)
+    g = choose_model_fusion(cands, qids, qrels, [], [], ids)
+    assert f["method"] != "rrf" and f["familiar"] == fam and "familiar" not in g
+    assert f["dev_ndcg@10"] == pytest.approx(g["dev_ndcg@10"], abs=1e-4)  # every dev term known: nothing moves
+    # Dev queries made of unknown terms: BM25 alone, and the dev figure says so.
+    strange = [Candidates(c.dense, c.lexical, c.bm25, c.cos, c.qlen, c.known, terms=("unknown",)) for c in cands]
+    h = choose_model_fusion(strange, qids, qrels, [], [], ids, familiar=fam)
+    assert h["dev_ndcg@10"] == pytest.approx(h["dev_bm25_ndcg@10"], abs=1e-4) and h["dev_ndcg@10_unscaled"] == g["dev_ndcg@10"]
+
+
+def test_an_index_applies_the_familiar_terms_it_was_given(tiny_model_dir, tiny_beir, tmp_path):
+    """End to end, built and live: a model whose fusion puts weight 1 on the dense side, its sketch made of
+    the training queries' terms only. A query half of whose terms are new ranks as the weighted fusion at
+    ½ (the index's own tokenisation), one made of known terms as the dense side alone."""
+    import shutil
+
+    from index.lexical import tokenize
+    from index.live import LiveIndex
+
+    data = load_beir(tiny_beir)
+    train_terms = tokenize([data.queries[q] for q in data.split("train")], "en")
+    fam = sketch(train_terms, min_count=1)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write_fusion(model, {"method": "weighted", "weight": 1.0, "familiar": fam, "chosen_on": "dev", "dev_ndcg@10": 0.5})
+    enc = Encoder.load(model)
+    m = build_index(enc, tiny_beir / "corpus.jsonl", tmp_path / "index", show_progress=False)
+    assert m["fusion"]["familiar"] == fam
+    known = [t for terms in train_terms for t in terms][0]
+    q_known = known
+    q_half = f"{known} {data.corpus.texts[0].split()[-1]}"  # a corpus word no training query has
+    (half_terms,) = tokenize([q_half], "en")
+    share = familiar_share(fam, half_terms)
+    assert share == 0.5, half_terms
+    for idx in (SearchIndex.load(tmp_path / "index", enc), LiveIndex.open(tmp_path / "index", enc)):
+        with idx:
+            for q, w in ((q_known, 1.0), (q_half, 0.5)):
+                v = enc.encode([q])
+                got = [(h.id, round(h.score, 6)) for h in idx.search_hybrid([q], v, 10)[0]]
+                want = [(h.id, round(h.score, 6)) for h in idx.search_hybrid([q], v, 10, fusion={"method": "weighted", "weight": w})[0]]
+                assert got == want, (type(idx).__name__, q)
+            v = enc.encode([q_half])
+            assert idx.search_hybrid([q_half], v, 10)[0] != idx.search_hybrid([q_half], v, 10, fusion={"method": "weighted", "weight": 1.0})[0]
