@@ -24,7 +24,7 @@ import numpy as np
 
 from index import IndexLoadError, SearchIndex
 from index.errors import IndexReadOnlyError
-from index.fusion import public_fusion
+from index.familiar import public_fusion
 from index.live import LiveIndex, is_live
 from index.protocols import EncoderLoader, TextEncoder
 from models.encoder import Encoder

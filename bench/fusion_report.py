@@ -26,6 +26,7 @@ from bench.encoders import load_encoder
 from cli._run import UsageError, run_cli
 from index import SearchIndex, build_index
 from index.evaluation import evaluate_index
+from index.familiar import public_fusion
 from index.fusion import settings_of
 from models.data import load_dataset
 
@@ -50,7 +51,7 @@ def report(model: str, datasets: list[str], split: str) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {
                     "dataset": data.name, "split": split, "queries": len(qrels),
                     "dense": res["lstm-dssm"]["ndcg@10"], "bm25": res["bm25"]["ndcg@10"],
-                    "hybrid_dev": res["hybrid"]["ndcg@10"], "fusion_dev": m["fusion"],
+                    "hybrid_dev": res["hybrid"]["ndcg@10"], "fusion_dev": public_fusion(m["fusion"]),
                 }
                 variants: dict[str, dict[str, Any] | None] = {
                     "hybrid_model": settings_of(enc.fusion) if enc.fusion else None,

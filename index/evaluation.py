@@ -19,6 +19,7 @@ import numpy as np
 from models.data import Dataset, Qrels
 
 from .exact import exact_search
+from .familiar import public_fusion
 from .protocols import TextEncoder
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def evaluate_index(
         runs[s] = _as_run(qids, hits)
         results[s] = {**evaluate_run(runs[s][0], qrels), "ms_per_query": ms}
         if s == "hybrid":
-            results[s]["fusion"] = {k: v for k, v in settings.items() if k != "grid"}
+            results[s]["fusion"] = {k: v for k, v in public_fusion(settings).items() if k != "grid"}
             if settings["method"] == "rrf":
                 results[s]["rrf_k"] = settings["k"]
     return results, runs

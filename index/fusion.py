@@ -39,7 +39,7 @@ import numpy as np
 from models.data import Qrels
 
 from .evaluation import evaluate_run, ndcg_at_k
-from .familiar import check_sketch, familiar_share, summary
+from .familiar import check_sketch, familiar_share
 
 K = TypeVar("K", bound=Hashable)
 
@@ -556,11 +556,3 @@ _SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std",
 def settings_of(fusion: dict[str, Any]) -> dict[str, Any]:
     """Only what :func:`fuse` reads (a manifest's fusion entry also records how it was chosen)."""
     return {k: v for k, v in fusion.items() if k in _SETTING_KEYS or k == "depth"}
-
-
-def public_fusion(fusion: dict[str, Any]) -> dict[str, Any]:
-    """The settings as ``/info`` shows them: the familiar terms' sketch by its size, not its bits."""
-    f = dict(fusion)
-    if isinstance(f.get("familiar"), dict) and check_sketch(f["familiar"]) is None:
-        f["familiar"] = summary(f["familiar"])
-    return f
