@@ -535,3 +535,41 @@ def test_odd_but_valid_json_numbers(client: TestClient) -> None:
                        headers={"content-type": "application/json"}).status_code == 200
     deep = b"[" * 50_000 + b"]" * 50_000  # nesting deeper than the JSON parser's recursion limit
     assert_error(client.post("/search", content=deep, headers={"content-type": "application/json"}), 400)
+
+
+def test_info_shows_the_familiar_terms_by_size_and_hybrid_applies_them(
+    tiny_model_dir: Path, tiny_beir: Path, tmp_path: Path
+) -> None:
+    """A model whose fusion carries the familiar terms (index/familiar.py), served: /info names the sketch
+    without its bits (with and without the admin key), and a hybrid query half of new terms ranks as the
+    weighted fusion at ½ (the index's own answer for the same settings)."""
+    import shutil
+
+    from index import build_index
+    from index.familiar import sketch
+    from index.lexical import tokenize
+    from models.data import load_beir
+    from models.io import write_fusion
+
+    data = load_beir(tiny_beir)
+    fam = sketch(tokenize([data.queries[q] for q in data.split("train")], "en"), min_count=1)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write_fusion(model, {"method": "weighted", "weight": 1.0, "familiar": fam, "chosen_on": "dev"})
+    build_index(Encoder.load(model), tiny_beir / "corpus.jsonl", tmp_path / "index", show_progress=False)
+    with TestClient(create_app(make_settings(model, tmp_path / "index", api_key="k" * 32))) as c:
+        for headers in ({}, {"Authorization": "Bearer " + "k" * 32}):
+            info = c.get("/info", headers=headers).json()["index"]
+            for shown in (info["fusion"]["familiar"], info.get("manifest", {}).get("fusion", {}).get("familiar")):
+                if shown is not None:
+                    assert "bits" not in shown and shown["terms"] == fam["terms"] and shown["bytes"] > 0
+            assert fam["bits"] not in json.dumps(info)
+        known = tokenize([data.queries[next(iter(data.split("train")))]], "en")[0][0]
+        q = f"{known} {data.corpus.texts[0].split()[-1]}"
+        got = [h["id"] for h in c.post("/search", json={"query": q, "mode": "hybrid"}).json()["results"]]
+        enc = Encoder.load(model)
+        with SearchIndex.load(tmp_path / "index", enc) as idx:
+            v = enc.encode([q])
+            half = [h.id for h in idx.search_hybrid([q], v, 10, fusion={"method": "weighted", "weight": 0.5})[0]]
+            full = [h.id for h in idx.search_hybrid([q], v, 10, fusion={"method": "weighted", "weight": 1.0})[0]]
+        assert got == half and half != full
