@@ -45,7 +45,12 @@ def document_terms(texts: Sequence[str], lang: str) -> list[str]:
 
 def query_terms(queries: Sequence[str], lang: str) -> list[list[str]]:
     """Each query's hex-encoded terms, in order (repeats kept: the fusion's qlen counts them)."""
-    return [[t.encode("utf-8").hex() for t in toks] for toks in tokenize(queries, lang)]
+    return hex_terms(tokenize(queries, lang))
+
+
+def hex_terms(tokens: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Each query's terms (``tokenize``'s output) hex-encoded, as the full-text table holds them."""
+    return [[t.encode("utf-8").hex() for t in toks] for toks in tokens]
 
 
 def filter_sql(filter: dict[str, Any] | None) -> tuple[str, list[Any]]:

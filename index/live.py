@@ -41,6 +41,7 @@ from .dense import Allowed, normalise
 from .errors import IndexLoadError, IndexReadOnlyError, IndexWriteError
 from .exact import row_scores
 from .fusion import DEPTH, Candidates, check_fusion, fuse
+from .lexical import tokenize
 from .protocols import TextEncoder
 from .search import PAGE_WINDOW, Hit, SearchIndex, page
 from .segments import SEGMENTS_DIR, Segment, load_base, load_segment, write_segment
@@ -298,7 +299,8 @@ class LiveIndex:
         st = self._state
         fkeys = self._filter_keys(filter)
         dense = self._dense(st, q, depth, fkeys)
-        terms = fulltext.query_terms(queries, self.lang)
+        tokens = tokenize(queries, self.lang)  # once: the fusion reads them, the full-text table their hex
+        terms = fulltext.hex_terms(tokens)
         lexical = self._lexical(st, terms, depth, filter)
         stats = fulltext.known_share(self._store.con(), terms)
         out = []
@@ -310,7 +312,7 @@ class LiveIndex:
                 cos.update(zip(missing.tolist(), row_scores(vecs, q[qi]).tolist(), strict=True))
             bm25 = dict(zip(lk.tolist(), lsc.tolist(), strict=True))
             out.append(Candidates(dk.tolist(), lk.tolist(), bm25, cos, qlen=stats[qi][0], known=stats[qi][1],
-                                  terms=tuple(bytes.fromhex(t).decode("utf-8") for t in terms[qi])))
+                                  terms=tuple(tokens[qi])))
         return out
 
     def search_hybrid(self, queries: list[str], vectors: np.ndarray, k: int, filter: dict[str, Any] | None = None,
