@@ -9,12 +9,13 @@ The settings live in the manifest's ``fusion`` entry, which :class:`index.Search
   "std": {f: σ_f}}``: a **query-adaptive** weight. Per query, w(q) = clip(b + Σ_f θ_f (x_f − μ_f) / σ_f, 0, 1)
   from the query's own candidates (no judgements needed, so it applies to any corpus), then the base
   fusion with that weight (RRF with a weight: 2w / (k + r_dense) + 2(1 − w) / (k + r_bm25); w = ½ is RRF).
+  With ``"zclip": c`` (a model's own fusion) each standardised feature is first clipped to [−c, c].
 
 Why adaptive: a weight chosen on in-distribution dev (medquad: 0.9 on dense) is the worst choice once
 queries drift from the training form, where the dense side can be far below BM25. The features say how
 much this query looks like what the model knows (:data:`FEATURES`).
 
-A model's own fusion also carries ``"familiar"`` (index/familiar.py): a sketch of the terms its training
+A model's own adaptive fusion clips its features (:data:`ZCLIP`), and it also carries ``"familiar"`` (index/familiar.py): a sketch of the terms its training
 text holds often. With it, the weight on the dense side (weighted or adaptive) is scaled by the share of
 the query's terms in the sketch, since the dense side knows nothing of a word the model barely saw.
 
@@ -82,6 +83,17 @@ HYBRID_TOLERANCE = 0.01
 PROBE_TOLERANCE = 0.1
 CV_MARGIN = 0.002  # adaptive must beat the best constant by this much (cross-validated NDCG@10)
 L2 = 0.002  # pull of the coefficients towards 0 (= the constant weight), per unit of squared coefficient
+# A model's own adaptive weight, as applied, clips each standardised feature to ±ZCLIP, so no one feature
+# moves the weight by more than |θ_f|·ZCLIP from the fit's bias. The fit learns its slopes from the
+# probes, whose features lie further out than a real drifted query's; unclipped, the weight swings
+# between 0 and 1 on an unseen domain (the default's model on the stdlib docs' dev queries: 112 of 271 at
+# 0, 36 at 1) and puts the dense side on the wrong queries: its mean weight there is 0.35, yet it scored
+# 0.412 where the constant 0.4 scores 0.475. Chosen on dev (runs/x/r22/rules3.py: four medquad models,
+# the clip at 0.5 / 1 / 1.5 / 2 / none on the dev splits of medquad, mediqa_qa and the stdlib docs): at
+# 1 every model gains on both drifted sets (stdlib +0.010 to +0.023, mediqa_qa +0.018 to +0.033) and
+# medquad moves by less than 0.001. The fit itself stays unclipped: scoring its dev shares as applied
+# made the balance (balanced_share) pick steeper slopes, and two of the four models lost on dev.
+ZCLIP = 1.0
 
 
 @dataclass
@@ -151,6 +163,8 @@ def check_fusion(settings: Any) -> str | None:
             return "adaptive fusion: every coef needs a mean and a std"
         if any(settings["std"][f] <= 0 for f in settings["coef"]):
             return "adaptive fusion: std must be > 0"
+        if "zclip" in settings and not (_num(settings["zclip"]) and settings["zclip"] > 0):
+            return f"adaptive fusion needs zclip > 0, got {settings['zclip']!r}"
         return None
     return f"unknown fusion method {method!r} (rrf, weighted or adaptive)"
 
@@ -167,8 +181,10 @@ def query_features(c: Candidates) -> dict[str, float]:
 
 
 def adaptive_weight(settings: dict[str, Any], feats: dict[str, float]) -> float:
-    """w(q) = clip(bias + Σ θ_f (x_f − μ_f) / σ_f, 0, 1): the dense side's weight for this query."""
-    z = settings["bias"] + sum(th * (feats[f] - settings["mean"][f]) / settings["std"][f]
+    """w(q) = clip(bias + Σ θ_f · clip((x_f − μ_f) / σ_f, ±zclip), 0, 1): the dense side's weight for this
+    query (the features unclipped without ``zclip``)."""
+    c = float(settings.get("zclip", math.inf))
+    z = settings["bias"] + sum(th * min(c, max(-c, (feats[f] - settings["mean"][f]) / settings["std"][f]))
                                for f, th in settings["coef"].items())
     return float(min(1.0, max(0.0, z)))
 
@@ -425,15 +441,17 @@ def choose_model_fusion(
     probes pulled a strong model's weight down in its own distribution, and the first share keeping dev
     could leave dev at the very edge of its slack). Falls back to :func:`choose_fusion` on the dev
     queries when the adaptive weight does not beat a constant one (cross-validated on the mixture) or
-    cannot keep dev. ``familiar``: the sketch of the training text's terms (index/familiar.py), carried by
-    a weighted or adaptive result (its dev figure then measured with it).
+    cannot keep dev. An adaptive result clips its features when applied (:data:`ZCLIP`). ``familiar``:
+    the sketch of the training text's terms (index/familiar.py), carried by a weighted or adaptive result.
+    Its dev figure is then measured as applied, with both; ``dev_ndcg@10_unscaled`` keeps the fit's own.
     """
     fusion = _model_fit(dev, dev_qids, qrels, probes, probe_rels, doc_ids, depth)
-    if familiar is None or fusion["method"] == "rrf":
+    applied = {**fusion, **({"zclip": ZCLIP} if fusion["method"] == "adaptive" else {}),
+               **({"familiar": familiar} if familiar is not None and fusion["method"] != "rrf" else {})}
+    if applied == fusion:
         return fusion
-    scaled = {**fusion, "familiar": familiar}
-    ndcg = [ndcg_at_k([doc_ids[r] for r, _ in fuse(c, scaled)[:10]], qrels[q], 10) for q, c in zip(dev_qids, dev, strict=True)]
-    return {**scaled, "dev_ndcg@10": round(float(np.mean(ndcg)), 5), "dev_ndcg@10_unscaled": fusion["dev_ndcg@10"]}
+    ndcg = [ndcg_at_k([doc_ids[r] for r, _ in fuse(c, applied)[:10]], qrels[q], 10) for q, c in zip(dev_qids, dev, strict=True)]
+    return {**applied, "dev_ndcg@10": round(float(np.mean(ndcg)), 5), "dev_ndcg@10_unscaled": fusion["dev_ndcg@10"]}
 
 
 def _model_fit(
@@ -550,7 +568,7 @@ def choose_fusion(
     }
 
 
-_SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std", "familiar")
+_SETTING_KEYS = ("method", "k", "weight", "base", "bias", "coef", "mean", "std", "zclip", "familiar")
 
 
 def settings_of(fusion: dict[str, Any]) -> dict[str, Any]:
