@@ -92,7 +92,6 @@ class Encoder:
     ) -> np.ndarray:
         """(N, D) float32 unit vectors (the towers end in an L2 normalisation). ``progress(n)`` is called
         after each batch of n texts."""
-        net = self.model.tower(tower)
         feats = self.vocab.featurize(texts, self.max_words(tower))
         run = self.onnx.get("doc" if tower in ("doc", "document") else "query")
         if run is not None and len(feats) <= min(batch_size, ONNX_MAX_BATCH):  # a request or micro-batch
@@ -100,6 +99,19 @@ class Encoder:
             if progress is not None:
                 progress(len(feats))
             return out1
+        return self.encode_features(feats, tower, batch_size, progress)
+
+    @torch.inference_mode()
+    def encode_features(
+        self,
+        feats: Sequence[list[list[int]]],
+        tower: str = "query",
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """:meth:`encode` of texts already featurized for this tower (``Vocab.featurize`` with its
+        max words), through torch: training's dev evaluation featurizes its corpus once, not each epoch."""
+        net = self.model.tower(tower)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]), reverse=True)
         out = np.zeros((len(feats), self.dim), dtype=np.float32)
         for s in range(0, len(order), batch_size):

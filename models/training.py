@@ -188,6 +188,7 @@ class Trainer:
         # WeightAverage refuses a decay outside (0, 1) and a warm-up constant of 1 or less.
         self.average = WeightAverage(self.model, cfg.ema, cfg.ema_warmup) if cfg.ema != 0 else None
         check_watch(watch, data.name)
+        self._watch_feats: dict[str, list[list[list[int]]]] = {}  # a watched corpus featurized, by its name
         self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
 
     def elapsed(self) -> float:
@@ -205,9 +206,20 @@ class Trainer:
 
     def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
         """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training."""
-        ev = evaluate_dense(Encoder(self.model, self.vocab), data, qrels)  # Encoder puts the model in eval mode
+        enc = Encoder(self.model, self.vocab)  # Encoder puts the model in eval mode
+        docs = enc.encode_features(self.corpus_features(data), tower="document")
+        ev = evaluate_dense(enc, data, qrels, doc_vectors=docs)
         self.model.train()
         return ev.metrics
+
+    def corpus_features(self, data: Dataset) -> list[list[list[int]]]:
+        """``data``'s corpus featurized as the document tower reads it, once per run: the texts never
+        change, and featurizing medquad's 15,250 documents was a third of each epoch's dev evaluation."""
+        if data is self.data:
+            return self.doc_feats
+        if data.name not in self._watch_feats:
+            self._watch_feats[data.name] = self.vocab.featurize(data.corpus.full_texts(), self.model_cfg.doc_max_words)
+        return self._watch_feats[data.name]
 
     def evaluate(self) -> dict[str, float] | None:
         return self._dev_metrics(self.data, self.dev) if self.dev else None

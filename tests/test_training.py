@@ -503,6 +503,26 @@ def test_watched_dev_sets_are_scored_every_epoch_and_never_steer_training(tiny_b
     assert res.best_watch == res.history[res.best_epoch]["watch"]
 
 
+def test_dev_evaluation_reads_each_corpus_featurized_once_and_scores_as_from_text(tiny_beir, tmp_path):
+    """Each epoch's dev evaluation encodes the corpus from features made once per run (the training
+    corpus's own, a watched corpus's on first use): the same figures as encoding its texts."""
+    from tests.synthetic import make_beir
+
+    drift = load_beir(make_beir(tmp_path / "drift", n_entities=30, seed=5))
+    data = load_beir(tiny_beir)
+    t = small_trainer(data, watch=[drift], epochs=1, seed=3)
+    t.fit()
+    assert t.corpus_features(data) is t.doc_feats
+    assert t.corpus_features(drift) is t.corpus_features(drift)
+    assert t.corpus_features(drift) == t.vocab.featurize(drift.corpus.full_texts(), t.model_cfg.doc_max_words)
+    got = t.evaluate()
+    assert got is not None and t.model.training  # back to training after scoring
+    from_text = evaluate_dense(Encoder(t.model, t.vocab), data, t.dev).metrics
+    t.model.train()
+    assert got["ndcg@10"] == pytest.approx(from_text["ndcg@10"], abs=1e-9)
+    assert got["recall@100"] == pytest.approx(from_text["recall@100"], abs=1e-9)
+
+
 def test_cli_watch_data_records_it_and_refuses_what_it_cannot_score(tiny_beir, tmp_path):
     import shutil
 
