@@ -123,8 +123,9 @@ class Trainer:
         reserve_evals: float = 0.0,
         watch: Sequence[Dataset] = (),
     ) -> None:
-        # reserve_evals: leave time for this many more dev-evaluation costs after the last epoch, for
-        # work the caller does inside the same --max-minutes (train.py fits the model's fusion: ~2).
+        # reserve_evals: leave time for this many more dev evaluations from text (the corpus featurized
+        # and encoded) after the last epoch, for work the caller does inside the same --max-minutes
+        # (train.py fits the model's fusion: 3).
         self.reserve_evals = reserve_evals
         self.t0 = started if started is not None else time.monotonic()
         self.data, self.cfg, self.log = data, cfg, log
@@ -160,7 +161,11 @@ class Trainer:
         corpus = data.corpus
         self.doc_index = {d: i for i, d in enumerate(corpus.ids)}
         self.doc_texts = corpus.full_texts()
+        t_feat = time.monotonic()
         self.doc_feats = self.vocab.featurize(self.doc_texts, mc.doc_max_words)
+        # What featurizing the corpus costs: the epochs' dev evaluations reuse these features, but work
+        # after training that reads the corpus from text (the fusion fit) pays it again.
+        self.featurize_cost = time.monotonic() - t_feat
         # The words of each document as the model reads them, for span pseudo-queries.
         self.doc_words = [self.vocab.words(t)[: mc.doc_max_words] for t in self.doc_texts] if cfg.augment > 0 else []
         self.qids = train_query_ids(data)
@@ -201,8 +206,8 @@ class Trainer:
 
     def held_back(self, dev_cost: float, watch_cost: float) -> float:
         """Seconds a run keeps for what follows its last step: that epoch's evaluations (dev and watched,
-        with a margin), the caller's reserved dev evaluations and the final save."""
-        return (dev_cost + watch_cost) * 1.2 + dev_cost * self.reserve_evals + 10
+        with a margin), the caller's reserved dev evaluations from text and the final save."""
+        return (dev_cost + watch_cost) * 1.2 + (dev_cost + self.featurize_cost) * self.reserve_evals + 10
 
     def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
         """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training."""
