@@ -193,8 +193,9 @@ class Trainer:
         # WeightAverage refuses a decay outside (0, 1) and a warm-up constant of 1 or less.
         self.average = WeightAverage(self.model, cfg.ema, cfg.ema_warmup) if cfg.ema != 0 else None
         check_watch(watch, data.name)
-        self._watch_feats: dict[str, list[list[list[int]]]] = {}  # a watched corpus featurized, by its name
-        self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries)) for w in watch]
+        # Each watched set with its capped dev split and its corpus featurized once, as the training corpus is.
+        self.watch = [(w, capped(w.split("dev"), cfg.dev_max_queries),
+                       self.vocab.featurize(w.corpus.full_texts(), mc.doc_max_words)) for w in watch]
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -209,29 +210,22 @@ class Trainer:
         with a margin), the caller's reserved dev evaluations from text and the final save."""
         return (dev_cost + watch_cost) * 1.2 + (dev_cost + self.featurize_cost) * self.reserve_evals + 10
 
-    def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]]) -> dict[str, float]:
-        """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training."""
+    def _dev_metrics(self, data: Dataset, qrels: dict[str, dict[str, int]], doc_feats: list[list[list[int]]]
+                     ) -> dict[str, float]:
+        """Metrics of the current weights on ``qrels`` over ``data``'s corpus (exact search); back to training.
+        ``doc_feats``: that corpus featurized for the document tower, once per run (the texts never change,
+        and featurizing medquad's 15,250 documents was a third of each epoch's dev evaluation)."""
         enc = Encoder(self.model, self.vocab)  # Encoder puts the model in eval mode
-        docs = enc.encode_features(self.corpus_features(data), tower="document")
-        ev = evaluate_dense(enc, data, qrels, doc_vectors=docs)
+        ev = evaluate_dense(enc, data, qrels, doc_vectors=enc.encode_features(doc_feats, tower="document"))
         self.model.train()
         return ev.metrics
 
-    def corpus_features(self, data: Dataset) -> list[list[list[int]]]:
-        """``data``'s corpus featurized as the document tower reads it, once per run: the texts never
-        change, and featurizing medquad's 15,250 documents was a third of each epoch's dev evaluation."""
-        if data is self.data:
-            return self.doc_feats
-        if data.name not in self._watch_feats:
-            self._watch_feats[data.name] = self.vocab.featurize(data.corpus.full_texts(), self.model_cfg.doc_max_words)
-        return self._watch_feats[data.name]
-
     def evaluate(self) -> dict[str, float] | None:
-        return self._dev_metrics(self.data, self.dev) if self.dev else None
+        return self._dev_metrics(self.data, self.dev, self.doc_feats) if self.dev else None
 
     def evaluate_watch(self) -> dict[str, dict[str, float]]:
         """Dev metrics of each watched dataset, by its name."""
-        return {w.name: self._dev_metrics(w, dev) for w, dev in self.watch}
+        return {w.name: self._dev_metrics(w, dev, feats) for w, dev, feats in self.watch}
 
     def evaluate_all(self) -> tuple[dict[str, float] | None, dict[str, dict[str, float]], float, float]:
         """(dev metrics, watched sets' metrics, seconds of each): the budget reserves them apart, since

@@ -248,14 +248,39 @@ def test_clipped_features_bound_each_ones_pull_on_the_weight():
     assert adaptive_weight({**s, "zclip": 1.0}, near) == adaptive_weight(s, near) == pytest.approx(0.8)
 
 
+def _sided(rng: np.random.Generator, ids: list[str], dense_right: bool, shared: int) -> tuple[Candidates, dict[str, int]]:
+    """One query whose right document tops one side only, the two top 10s sharing ``shared`` documents."""
+    right = int(rng.integers(0, len(ids)))
+    o = [int(x) for x in rng.permutation([i for i in range(len(ids)) if i != right])]
+    dense, lexical = ([right, *o[:9]], [*o[9:19 - shared], *o[:shared]]) if dense_right else (o[:10], [right, *o[:shared], *o[10:19 - shared]])
+    cos = {r: 0.9 - 0.01 * i for i, r in enumerate(dense)}
+    cos.update({r: 0.2 for r in lexical if r not in cos})
+    return Candidates(dense, lexical, {r: 10.0 - i for i, r in enumerate(lexical)}, cos, qlen=5, known=1.0), {ids[right]: 1}
+
+
 def test_a_model_fusion_clips_its_features_and_is_measured_so():
-    cands, qids, qrels, ids = _population(np.random.default_rng(0), 200)
-    f = choose_model_fusion(cands, qids, qrels, [], [], ids)  # the dev split's own adaptive fit
-    assert f["method"] == "adaptive" and f["zclip"] == ZCLIP and check_fusion(f) is None
-    fused = np.mean([ndcg_at_k([ids[r] for r, _ in fuse(c, f)[:10]], qrels[q], 10) for c, q in zip(cands, qids, strict=True)])
-    assert f["dev_ndcg@10"] == pytest.approx(fused, abs=1e-5)
-    # A corpus's own dev fit (choose_fusion) is applied unclipped, as it was fitted.
-    assert "zclip" not in choose_fusion(cands, qids, qrels, ids)
+    """Dev queries dense-right with overlap 0.3-0.6, probes BM25-right with overlap 0-0.1: the mixture's
+    weight follows overlap. One dev query shares nothing with BM25 (z far under −1): unclipped it goes to
+    BM25 and misses, clipped it keeps enough dense weight. The dev figure is the clipped one."""
+    rng, ids = np.random.default_rng(0), [f"d{i}" for i in range(40)]
+    dev = [_sided(rng, ids, True, int(rng.integers(3, 7)) if i < 200 else 0) for i in range(201)]
+    probes = [_sided(rng, ids, False, int(rng.integers(0, 2))) for _ in range(200)]
+    qids = [f"q{i}" for i in range(len(dev))]
+    qrels = {q: rel for q, (_, rel) in zip(qids, dev, strict=True)}
+    cands = [c for c, _ in dev]
+    f = choose_model_fusion(cands, qids, qrels, [c for c, _ in probes], [r for _, r in probes], ids)
+    assert f["chosen_on"] == "dev+probes" and f["zclip"] == ZCLIP and f["model_fit"]["zclip_kept"]
+    assert check_fusion(f) is None
+
+    def dev_ndcg(s: dict) -> float:
+        return float(np.mean([ndcg_at_k([ids[r] for r, _ in fuse(c, s)[:10]], qrels[q], 10) for c, q in zip(cands, qids, strict=True)]))
+
+    assert f["dev_ndcg@10"] == pytest.approx(dev_ndcg(f), abs=1e-5)
+    assert f["dev_ndcg@10_fit"] == pytest.approx(dev_ndcg({k: v for k, v in f.items() if k != "zclip"}), abs=1e-5)
+    assert f["dev_ndcg@10"] > f["dev_ndcg@10_fit"]  # the outlier: found with the clip, missed without
+    # A fit on dev alone (no probes) learnt no slope from probes: it is applied as fitted.
+    g = choose_model_fusion(*_population(np.random.default_rng(0), 200)[:3], [], [], ids)
+    assert g["method"] == "adaptive" and "zclip" not in g
 
 
 def test_cross_validation_without_a_held_out_fold_adopts_nothing():
@@ -360,7 +385,7 @@ def test_a_model_fusion_carries_the_familiar_terms_and_is_measured_with_them():
     strange = [Candidates(c.dense, c.lexical, c.bm25, c.cos, c.qlen, c.known, terms=("unknown",)) for c in cands]
     h = choose_model_fusion(strange, qids, qrels, [], [], ids, familiar=fam)
     assert h["dev_ndcg@10"] == pytest.approx(h["dev_bm25_ndcg@10"], abs=1e-4)
-    assert h["dev_ndcg@10_unscaled"] == g.get("dev_ndcg@10_unscaled", g["dev_ndcg@10"])
+    assert h["dev_ndcg@10_fit"] == g["dev_ndcg@10"]
 
 
 def test_an_index_applies_the_familiar_terms_it_was_given(tiny_model_dir, tiny_beir, tmp_path):
@@ -396,6 +421,36 @@ def test_an_index_applies_the_familiar_terms_it_was_given(tiny_model_dir, tiny_b
                 assert got == want, (opener, q)
             v = enc.encode([q_half])
             assert idx.search_hybrid([q_half], v, 10)[0] != idx.search_hybrid([q_half], v, 10, fusion={"method": "weighted", "weight": 1.0})[0]
+
+
+def test_an_index_carries_and_applies_the_clip_of_its_models_fusion(tiny_model_dir, tiny_beir, tmp_path):
+    """End to end, built and live: the model's adaptive fusion with zclip reaches the manifest and /info's
+    view of it, and a query 3 deviations out on overlap gets w = bias − 1·zclip = 0.5, not 0."""
+    import shutil
+
+    from index.live import LiveIndex
+
+    data = load_beir(tiny_beir)
+    q = data.queries[next(iter(data.split("dev")))]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    enc = Encoder.load(model)
+    build_index(enc, tiny_beir / "corpus.jsonl", tmp_path / "probe", show_progress=False)
+    with SearchIndex.load(tmp_path / "probe", enc) as idx:
+        (c,) = idx.hybrid_candidates([q], enc.encode([q]), 100)
+    overlap = query_features(c)["overlap"]
+    fusion = adaptive(bias=1.5, mean={"overlap": overlap + 0.75}, zclip=1.0)  # z = −3 for this query
+    write_fusion(model, {**fusion, "chosen_on": "dev+probes", "dev_ndcg@10": 0.5})
+    enc = Encoder.load(model)
+    m = build_index(enc, tiny_beir / "corpus.jsonl", tmp_path / "index", show_progress=False)
+    assert m["fusion"]["zclip"] == 1.0 and public_fusion(m["fusion"])["zclip"] == 1.0
+    vec = enc.encode([q])
+    unclipped = {k: x for k, x in fusion.items() if k != "zclip"}
+    for opener in (SearchIndex.load, LiveIndex.open):
+        with opener(tmp_path / "index", enc) as idx:
+            got, half, zero = ([(h.id, round(h.score, 6)) for h in idx.search_hybrid([q], vec, 10, fusion=f)[0]]
+                               for f in (None, {"method": "weighted", "weight": 0.5}, unclipped))
+            assert got == half and got != zero, opener  # unclipped, w = 0: BM25's scores alone
 
 
 def test_the_sketch_keeps_its_false_positive_rate_at_full_load():

@@ -505,22 +505,26 @@ def test_watched_dev_sets_are_scored_every_epoch_and_never_steer_training(tiny_b
 
 def test_dev_evaluation_reads_each_corpus_featurized_once_and_scores_as_from_text(tiny_beir, tmp_path):
     """Each epoch's dev evaluation encodes the corpus from features made once per run (the training
-    corpus's own, a watched corpus's on first use): the same figures as encoding its texts."""
+    corpus's own, each watched corpus's at the start): the same figures as encoding the texts."""
     from tests.synthetic import make_beir
 
     drift = load_beir(make_beir(tmp_path / "drift", n_entities=30, seed=5))
     data = load_beir(tiny_beir)
     t = small_trainer(data, watch=[drift], epochs=1, seed=3)
+    assert t.watch[0][2] == t.vocab.featurize(drift.corpus.full_texts(), t.model_cfg.doc_max_words)
+    assert t.featurize_cost > 0
     t.fit()
-    assert t.corpus_features(data) is t.doc_feats
-    assert t.corpus_features(drift) is t.corpus_features(drift)
-    assert t.corpus_features(drift) == t.vocab.featurize(drift.corpus.full_texts(), t.model_cfg.doc_max_words)
-    got = t.evaluate()
+    got, watched = t.evaluate(), t.evaluate_watch()
     assert got is not None and t.model.training  # back to training after scoring
-    from_text = evaluate_dense(Encoder(t.model, t.vocab), data, t.dev).metrics
+    enc = Encoder(t.model, t.vocab)
+    for mine, (d, dev) in ((got, (data, t.dev)), (watched["drift"], (drift, t.watch[0][1]))):
+        from_text = evaluate_dense(enc, d, dev).metrics
+        for k in ("ndcg@10", "recall@100"):
+            assert mine[k] == pytest.approx(from_text[k], abs=1e-9)
     t.model.train()
-    assert got["ndcg@10"] == pytest.approx(from_text["ndcg@10"], abs=1e-9)
-    assert got["recall@100"] == pytest.approx(from_text["recall@100"], abs=1e-9)
+    # What the run keeps after its last step counts the reserved evaluations from text.
+    t.reserve_evals = 3.0
+    assert t.held_back(2.0, 1.0) == pytest.approx(3.0 * 1.2 + (2.0 + t.featurize_cost) * 3.0 + 10)
 
 
 def test_cli_watch_data_records_it_and_refuses_what_it_cannot_score(tiny_beir, tmp_path):
