@@ -451,18 +451,17 @@ def choose_model_fusion(
         return round(float(np.mean([ndcg_at_k([doc_ids[r] for r, _ in fuse(c, settings)[:10]], qrels[q], 10)
                                     for q, c in zip(dev_qids, dev, strict=True)])), 5)
 
-    applied, value = scaled, None
+    applied, measured = scaled, None
     if fusion.get("chosen_on") == "dev+probes":  # the dev-only fallback learnt no slope from probes
         clipped = {**scaled, "zclip": ZCLIP}
         value = dev_ndcg(clipped)
-        floor = max(fusion["dev_dense_ndcg@10"], fusion["dev_bm25_ndcg@10"]) - DEV_SLACK
-        kept = value >= floor
+        kept = value >= max(fusion["dev_dense_ndcg@10"], fusion["dev_bm25_ndcg@10"]) - DEV_SLACK
         fusion["model_fit"]["zclip_kept"] = kept
-        applied = clipped if kept else scaled
-        value = value if kept else None
+        if kept:
+            applied, measured = clipped, value
     if applied == fusion:
         return fusion
-    return {**applied, "dev_ndcg@10": value if value is not None else dev_ndcg(applied),
+    return {**applied, "dev_ndcg@10": dev_ndcg(applied) if measured is None else measured,
             "dev_ndcg@10_fit": fusion["dev_ndcg@10"]}
 
 

@@ -82,7 +82,6 @@ class Encoder:
     def max_words(self, tower: str) -> int:
         return self.config.query_max_words if tower == "query" else self.config.doc_max_words
 
-    @torch.inference_mode()
     def encode(
         self,
         texts: Sequence[str],
